@@ -1,0 +1,203 @@
+// Package cursor keeps each input's export position in an embedded Badger
+// store, so a restart resumes where Fluent Bit last took events.
+package cursor
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	badger "github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
+)
+
+// Logger receives Badger's own messages.
+type Logger interface {
+	Errorf(format string, args ...any)
+	Warnf(format string, args ...any)
+	Infof(format string, args ...any)
+	Debugf(format string, args ...any)
+}
+
+// Mark is a position to persist once everything queued before it has been
+// handed to Fluent Bit. Value is called only for the last Mark of each key in
+// a batch, so building it may cost more than building the Mark.
+type Mark interface {
+	Key() string
+	Value() []byte
+}
+
+// Store is one Badger database. Instances in one process that name the same
+// directory share it; Badger's directory lock keeps other processes out.
+type Store struct {
+	dir  string
+	db   *badger.DB
+	refs int
+	stop chan struct{}
+	done chan struct{}
+}
+
+var (
+	openMu sync.Mutex
+	open   = map[string]*Store{}
+)
+
+// gcInterval is how often the value log is compacted; positions are small
+// and overwritten, so this reclaims little but keeps the disk bounded.
+const gcInterval = 10 * time.Minute
+
+// Open opens (or shares) the store in dir, creating the directory with mode
+// 0700. Close must be called once per Open.
+func Open(dir string, log Logger) (*Store, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("db %q: %w", dir, err)
+	}
+	openMu.Lock()
+	defer openMu.Unlock()
+	if s := open[abs]; s != nil {
+		s.refs++
+		return s, nil
+	}
+	if err := os.MkdirAll(abs, 0o700); err != nil {
+		return nil, fmt.Errorf("db %q: cannot create the directory: %w", dir, err)
+	}
+	db, err := badger.Open(smallOptions(abs, log))
+	if err != nil {
+		if strings.Contains(err.Error(), "Cannot acquire directory lock") {
+			return nil, fmt.Errorf("db %q is in use by another process (another Fluent Bit?): each Fluent Bit needs its own db directory", dir)
+		}
+		return nil, fmt.Errorf("db %q: cannot open the position store: %w", dir, err)
+	}
+	s := &Store{dir: abs, db: db, refs: 1, stop: make(chan struct{}), done: make(chan struct{})}
+	go s.collectGarbage()
+	open[abs] = s
+	return s, nil
+}
+
+// smallOptions keeps Badger small: positions are a few kilobytes, so the
+// defaults (64 MB memtables, 256 MB block cache) would dwarf the data.
+func smallOptions(dir string, log Logger) badger.Options {
+	return badger.DefaultOptions(dir).
+		WithLogger(badgerLogger{log}).
+		WithLoggingLevel(badger.WARNING).
+		WithMemTableSize(4 << 20).
+		WithNumMemtables(2).
+		WithNumLevelZeroTables(2).
+		WithNumLevelZeroTablesStall(4).
+		WithBaseTableSize(1 << 20).
+		WithBaseLevelSize(4 << 20).
+		WithValueThreshold(256 << 10).
+		WithValueLogFileSize(16 << 20).
+		WithNumCompactors(2).
+		WithNumGoroutines(2).
+		WithCompression(options.None).
+		WithBlockCacheSize(0).
+		WithIndexCacheSize(0).
+		WithMetricsEnabled(false).
+		WithDetectConflicts(false)
+}
+
+func (s *Store) collectGarbage() {
+	defer close(s.done)
+	t := time.NewTicker(gcInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			for s.db.RunValueLogGC(0.5) == nil {
+			}
+		}
+	}
+}
+
+// Close releases this handle; the last one closes the database.
+func (s *Store) Close() error {
+	openMu.Lock()
+	defer openMu.Unlock()
+	s.refs--
+	if s.refs > 0 {
+		return nil
+	}
+	delete(open, s.dir)
+	close(s.stop)
+	<-s.done
+	return s.db.Close()
+}
+
+// Space returns the key space of one input (cluster name plus instance name).
+func (s *Store) Space(name string) *Space {
+	return &Space{db: s.db, prefix: name + "/"}
+}
+
+// Space is one input's keys inside a Store.
+type Space struct {
+	db     *badger.DB
+	prefix string
+}
+
+// Name is the key space's name.
+func (sp *Space) Name() string { return strings.TrimSuffix(sp.prefix, "/") }
+
+// Get returns the value of key, or ok=false when it was never set.
+func (sp *Space) Get(key string) (val []byte, ok bool, err error) {
+	err = sp.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get([]byte(sp.prefix + key))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		ok = true
+		val, err = item.ValueCopy(nil)
+		return err
+	})
+	return val, ok, err
+}
+
+// Set stores one value.
+func (sp *Space) Set(key string, val []byte) error {
+	return sp.db.Update(func(txn *badger.Txn) error {
+		return txn.Set([]byte(sp.prefix+key), val)
+	})
+}
+
+// Commit stores the marks of one batch in one transaction, so the positions
+// of a batch move together. A batch too large for one transaction (thousands
+// of marks) is split; each mark stays self-consistent on its own.
+func (sp *Space) Commit(marks []Mark) error {
+	for len(marks) > 0 {
+		n := 0
+		err := sp.db.Update(func(txn *badger.Txn) error {
+			for _, m := range marks {
+				if err := txn.Set([]byte(sp.prefix+m.Key()), m.Value()); err != nil {
+					if errors.Is(err, badger.ErrTxnTooBig) && n > 0 {
+						return nil
+					}
+					return err
+				}
+				n++
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		marks = marks[n:]
+	}
+	return nil
+}
+
+type badgerLogger struct{ l Logger }
+
+func (b badgerLogger) Errorf(f string, a ...any)   { b.l.Errorf("badger: "+strings.TrimSpace(f), a...) }
+func (b badgerLogger) Warningf(f string, a ...any) { b.l.Warnf("badger: "+strings.TrimSpace(f), a...) }
+func (b badgerLogger) Infof(f string, a ...any)    { b.l.Debugf("badger: "+strings.TrimSpace(f), a...) }
+func (b badgerLogger) Debugf(f string, a ...any)   { b.l.Debugf("badger: "+strings.TrimSpace(f), a...) }

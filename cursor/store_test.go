@@ -1,0 +1,116 @@
+package cursor
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+type testLog struct{ t testing.TB }
+
+func (l testLog) Errorf(f string, a ...any) { l.t.Logf("error: "+f, a...) }
+func (l testLog) Warnf(f string, a ...any)  { l.t.Logf("warn: "+f, a...) }
+func (l testLog) Infof(f string, a ...any)  { l.t.Logf("info: "+f, a...) }
+func (l testLog) Debugf(f string, a ...any) {}
+
+type mark struct{ k, v string }
+
+func (m mark) Key() string   { return m.k }
+func (m mark) Value() []byte { return []byte(m.v) }
+
+func TestOpenCreatesPrivateDirectory(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "a", "db")
+	s, err := Open(dir, testLog{t})
+	require.NoError(t, err)
+	defer s.Close()
+	fi, err := os.Stat(dir)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o700), fi.Mode().Perm())
+}
+
+func TestSpacesAreIsolatedAndSurviveReopen(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, testLog{t})
+	require.NoError(t, err)
+	a, b := s.Space("cluster-a/teleport.0"), s.Space("cluster-b/teleport.0")
+	assert.Equal(t, "cluster-a/teleport.0", a.Name())
+
+	_, ok, err := a.Get("search")
+	require.NoError(t, err)
+	assert.False(t, ok)
+
+	require.NoError(t, a.Commit([]Mark{mark{"search", "1"}, mark{"chunk", "x"}}))
+	require.NoError(t, a.Commit([]Mark{mark{"search", "2"}}))
+	require.NoError(t, b.Set("search", []byte("b")))
+	require.NoError(t, s.Close())
+
+	// Hot reload reopens the same directory in the same process.
+	s, err = Open(dir, testLog{t})
+	require.NoError(t, err)
+	defer s.Close()
+	v, ok, err := s.Space("cluster-a/teleport.0").Get("search")
+	require.NoError(t, err)
+	assert.True(t, ok)
+	assert.Equal(t, "2", string(v))
+	v, _, _ = s.Space("cluster-a/teleport.0").Get("chunk")
+	assert.Equal(t, "x", string(v))
+	v, _, _ = s.Space("cluster-b/teleport.0").Get("search")
+	assert.Equal(t, "b", string(v))
+}
+
+func TestSameDirectorySharedWithinProcess(t *testing.T) {
+	dir := t.TempDir()
+	s1, err := Open(dir, testLog{t})
+	require.NoError(t, err)
+	s2, err := Open(filepath.Join(dir, "."), testLog{t})
+	require.NoError(t, err)
+	assert.Same(t, s1, s2)
+	require.NoError(t, s1.Close())
+	// Still open for the second holder.
+	require.NoError(t, s2.Space("x").Set("k", []byte("v")))
+	require.NoError(t, s2.Close())
+}
+
+func TestLargeCommitIsSplit(t *testing.T) {
+	s, err := Open(t.TempDir(), testLog{t})
+	require.NoError(t, err)
+	defer s.Close()
+	sp := s.Space("c/i")
+	big := strings.Repeat("u", 200<<10)
+	var marks []Mark
+	for i := 0; i < 8; i++ {
+		marks = append(marks, mark{fmt.Sprintf("k%d", i), big})
+	}
+	require.NoError(t, sp.Commit(marks))
+	for i := 0; i < 8; i++ {
+		v, ok, err := sp.Get(fmt.Sprintf("k%d", i))
+		require.NoError(t, err)
+		require.True(t, ok)
+		assert.Len(t, v, len(big))
+	}
+}
+
+// A second process on the same directory must get a clear error.
+func TestSecondProcessGetsClearError(t *testing.T) {
+	if dir := os.Getenv("CURSOR_TEST_OPEN"); dir != "" {
+		_, err := Open(dir, testLog{t})
+		fmt.Printf("child-result: %v\n", err)
+		return
+	}
+	dir := t.TempDir()
+	s, err := Open(dir, testLog{t})
+	require.NoError(t, err)
+	defer s.Close()
+
+	cmd := exec.Command(os.Args[0], "-test.run=^TestSecondProcessGetsClearError$")
+	cmd.Env = append(os.Environ(), "CURSOR_TEST_OPEN="+dir)
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, string(out))
+	assert.Contains(t, string(out), "is in use by another process (another Fluent Bit?): each Fluent Bit needs its own db directory")
+}

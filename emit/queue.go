@@ -1,0 +1,134 @@
+package emit
+
+import (
+	"context"
+	"sync"
+
+	"github.com/fluent-bit-teleport/fluent-bit-teleport/cursor"
+)
+
+// Queue is the bounded hand-off between the goroutines that fetch events and
+// Fluent Bit's collect callback. Put blocks while the queue is full; Take
+// never blocks.
+type Queue struct {
+	mu       sync.Mutex
+	items    []item
+	head     int
+	records  int
+	bytes    int
+	maxItems int
+	maxBytes int
+	// room is closed (and replaced) whenever Take frees space, waking every
+	// waiting producer at once.
+	room chan struct{}
+}
+
+type item struct {
+	rec  []byte // nil for a position-only item
+	mark cursor.Mark
+}
+
+// NewQueue holds at most maxRecords records or maxBytes bytes (a single
+// record larger than maxBytes still passes when the queue is empty).
+func NewQueue(maxRecords, maxBytes int) *Queue {
+	return &Queue{maxItems: maxRecords, maxBytes: maxBytes, room: make(chan struct{})}
+}
+
+// Put appends a record (or, with rec == nil, only a position) and waits for
+// room while the queue is full. It returns ctx.Err() if ctx ends first.
+func (q *Queue) Put(ctx context.Context, rec []byte, m cursor.Mark) error {
+	for {
+		q.mu.Lock()
+		if rec == nil || q.records == 0 || (q.records < q.maxItems && q.bytes < q.maxBytes) {
+			q.items = append(q.items, item{rec: rec, mark: m})
+			if rec != nil {
+				q.records++
+				q.bytes += len(rec)
+			}
+			q.mu.Unlock()
+			return nil
+		}
+		room := q.room
+		q.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-room:
+		}
+	}
+}
+
+// Batch is what one collect callback hands to Fluent Bit.
+type Batch struct {
+	Records [][]byte
+	Size    int
+	// Marks holds the last position of each key in the batch: committing
+	// them after Fluent Bit took the batch moves every stream past it.
+	Marks []cursor.Mark
+}
+
+// Empty reports whether the batch carries neither records nor positions.
+func (b *Batch) Empty() bool { return len(b.Records) == 0 && len(b.Marks) == 0 }
+
+// CopyTo writes the concatenated records into dst, which holds b.Size bytes.
+func (b *Batch) CopyTo(dst []byte) {
+	n := 0
+	for _, r := range b.Records {
+		n += copy(dst[n:], r)
+	}
+}
+
+// Take removes up to maxRecords records and about maxBytes bytes (at least
+// one record if any is queued), with the positions queued among them.
+func (q *Queue) Take(maxRecords, maxBytes int) *Batch {
+	b := &Batch{}
+	q.mu.Lock()
+	i := q.head
+	for ; i < len(q.items); i++ {
+		it := q.items[i]
+		if it.rec != nil {
+			if len(b.Records) == maxRecords || (len(b.Records) > 0 && b.Size+len(it.rec) > maxBytes) {
+				break
+			}
+			b.Records = append(b.Records, it.rec)
+			b.Size += len(it.rec)
+		}
+		b.Marks = setMark(b.Marks, it.mark)
+		q.items[i] = item{}
+	}
+	q.head = i
+	q.records -= len(b.Records)
+	q.bytes -= b.Size
+	if q.head == len(q.items) {
+		q.items, q.head = q.items[:0], 0
+	} else if q.head > len(q.items)/2 {
+		n := copy(q.items, q.items[q.head:])
+		q.items, q.head = q.items[:n], 0
+	}
+	if len(b.Records) > 0 {
+		close(q.room)
+		q.room = make(chan struct{})
+	}
+	q.mu.Unlock()
+	return b
+}
+
+// Len returns the queued records and their bytes.
+func (q *Queue) Len() (records, bytes int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.records, q.bytes
+}
+
+func setMark(marks []cursor.Mark, m cursor.Mark) []cursor.Mark {
+	if m == nil {
+		return marks
+	}
+	for i, old := range marks {
+		if old.Key() == m.Key() {
+			marks[i] = m
+			return marks
+		}
+	}
+	return append(marks, m)
+}

@@ -1,0 +1,101 @@
+package main
+
+/*
+#include <stdlib.h>
+#include "shim.h"
+*/
+import "C"
+
+import (
+	"fmt"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+	"unsafe"
+)
+
+// flbLogger writes through Fluent Bit's logger with the prefix Fluent Bit
+// gives its own plugins ("[input:teleport:teleport.0] "), honouring the
+// instance's log_level.
+//
+// Fluent Bit routes a line to its log pipeline (log_file, log metrics) only
+// when it is printed on one of its own threads; from any other thread it
+// goes straight to stderr. So lines from the fetcher goroutines wait in a
+// short queue that the instance's callbacks flush on their thread, and are
+// printed directly only if the callbacks have stopped coming (paused input).
+type flbLogger struct {
+	api, ins unsafe.Pointer
+	prefix   string
+	tid      int
+
+	mu        sync.Mutex
+	pending   []pendingLine
+	lastFlush time.Time
+}
+
+type pendingLine struct {
+	level C.int
+	msg   string
+}
+
+const (
+	maxPendingLines = 200
+	staleFlush      = 3 * time.Second
+)
+
+func newFLBLogger(api, ins unsafe.Pointer, prefix string) *flbLogger {
+	return &flbLogger{api: api, ins: ins, prefix: prefix, tid: syscall.Gettid(), lastFlush: time.Now()}
+}
+
+func (l *flbLogger) Errorf(f string, a ...any) { l.logf(C.TP_LOG_ERROR, f, a...) }
+func (l *flbLogger) Warnf(f string, a ...any)  { l.logf(C.TP_LOG_WARN, f, a...) }
+func (l *flbLogger) Infof(f string, a ...any)  { l.logf(C.TP_LOG_INFO, f, a...) }
+func (l *flbLogger) Debugf(f string, a ...any) { l.logf(C.TP_LOG_DEBUG, f, a...) }
+
+func (l *flbLogger) logf(level C.int, format string, args ...any) {
+	if C.tp_log_check(l.api, l.ins, level) == 0 {
+		return
+	}
+	msg := l.prefix + fmt.Sprintf(format, args...)
+	if syscall.Gettid() == l.tid {
+		l.flush()
+		l.print(level, msg)
+		return
+	}
+	l.mu.Lock()
+	direct := len(l.pending) >= maxPendingLines || time.Since(l.lastFlush) > staleFlush
+	if !direct {
+		l.pending = append(l.pending, pendingLine{level, msg})
+	}
+	l.mu.Unlock()
+	if direct {
+		l.print(level, msg)
+	}
+}
+
+// flush prints queued lines; call it on the instance's thread.
+func (l *flbLogger) flush() {
+	l.mu.Lock()
+	lines := l.pending
+	l.pending = nil
+	l.lastFlush = time.Now()
+	l.mu.Unlock()
+	for _, p := range lines {
+		l.print(p.level, p.msg)
+	}
+}
+
+func (l *flbLogger) print(level C.int, msg string) {
+	cs := C.CString(msg)
+	C.tp_log(l.api, level, cs)
+	C.free(unsafe.Pointer(cs))
+}
+
+// stderrLogger is for the rare lines that belong to no instance.
+type stderrLogger struct{}
+
+func (stderrLogger) Errorf(f string, a ...any) { fmt.Fprintf(os.Stderr, "[error] [teleport] "+f+"\n", a...) }
+func (stderrLogger) Warnf(f string, a ...any)  { fmt.Fprintf(os.Stderr, "[warn] [teleport] "+f+"\n", a...) }
+func (stderrLogger) Infof(string, ...any)      {}
+func (stderrLogger) Debugf(string, ...any)     {}
