@@ -246,6 +246,20 @@ func TestQueuePositionOnlyItemsNeedNoRoom(t *testing.T) {
 	assert.Equal(t, "2", string(b.Marks[0].Value()))
 }
 
+func TestQueueCoalescesRunsOfPositions(t *testing.T) {
+	q := NewQueue(10, 100)
+	ctx := context.Background()
+	for i := 0; i < 1000; i++ {
+		require.NoError(t, q.Put(ctx, nil, mark{"search", fmt.Sprint(i)}))
+	}
+	assert.Len(t, q.items, 1)
+	require.NoError(t, q.Put(ctx, []byte("r"), mark{"search", "r"}))
+	require.NoError(t, q.Put(ctx, nil, mark{"search", "after"}))
+	assert.Len(t, q.items, 3, "a record ends the run")
+	b := q.Take(10, 100)
+	assert.Equal(t, "after", string(b.Marks[0].Value()))
+}
+
 func TestQueueBlocksUntilTakeAndHonoursContext(t *testing.T) {
 	q := NewQueue(2, 1000)
 	ctx := context.Background()

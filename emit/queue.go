@@ -39,6 +39,12 @@ func NewQueue(maxRecords, maxBytes int) *Queue {
 func (q *Queue) Put(ctx context.Context, rec []byte, m cursor.Mark) error {
 	for {
 		q.mu.Lock()
+		if n := len(q.items); rec == nil && n > q.head && q.items[n-1].rec == nil && sameKey(q.items[n-1].mark, m) {
+			// A run of positions without events needs only its last one.
+			q.items[n-1].mark = m
+			q.mu.Unlock()
+			return nil
+		}
 		if rec == nil || q.records == 0 || (q.records < q.maxItems && q.bytes < q.maxBytes) {
 			q.items = append(q.items, item{rec: rec, mark: m})
 			if rec != nil {
@@ -118,6 +124,10 @@ func (q *Queue) Len() (records, bytes int) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return q.records, q.bytes
+}
+
+func sameKey(a, b cursor.Mark) bool {
+	return a != nil && b != nil && a.Key() == b.Key()
 }
 
 func setMark(marks []cursor.Mark, m cursor.Mark) []cursor.Mark {

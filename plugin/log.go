@@ -8,6 +8,7 @@ import "C"
 
 import (
 	"fmt"
+	"log/slog"
 	"os"
 	"sync"
 	"syscall"
@@ -99,3 +100,21 @@ func (stderrLogger) Errorf(f string, a ...any) { fmt.Fprintf(os.Stderr, "[error]
 func (stderrLogger) Warnf(f string, a ...any)  { fmt.Fprintf(os.Stderr, "[warn] [teleport] "+f+"\n", a...) }
 func (stderrLogger) Infof(string, ...any)      {}
 func (stderrLogger) Debugf(string, ...any)     {}
+
+// The Teleport API client logs through log/slog; its INFO lines (dial
+// attempts) would interleave with Fluent Bit's output, so keep warnings and
+// errors only, in Fluent Bit's style.
+func init() {
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{
+		Level: slog.LevelWarn,
+		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.TimeKey && len(groups) == 0 {
+				return slog.Attr{}
+			}
+			if a.Key == slog.MessageKey && len(groups) == 0 {
+				a.Value = slog.StringValue("[input:teleport] teleport api: " + a.Value.String())
+			}
+			return a
+		},
+	})))
+}

@@ -1,0 +1,117 @@
+// Package testenv gives the integration tests, the end-to-end tests and the
+// benchmark what they share: the plugin's .so, a running Teleport test
+// double, an identity file for it, and polling helpers.
+package testenv
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fluent-bit-teleport/fluent-bit-teleport/tests/teleportfake"
+)
+
+var (
+	soOnce sync.Once
+	soPath string
+	soErr  error
+)
+
+// PluginSO returns the plugin built with -buildmode=c-shared: the file named
+// by TELEPORT_PLUGIN_SO (make test sets it), or one built on first use into
+// build/test/ at the repository root.
+func PluginSO(t testing.TB) string {
+	t.Helper()
+	p, err := BuildPlugin()
+	if err != nil {
+		t.Fatalf("plugin .so: %v", err)
+	}
+	return p
+}
+
+// BuildPlugin is PluginSO without a testing.TB, for programs.
+func BuildPlugin() (string, error) {
+	soOnce.Do(func() {
+		if p := os.Getenv("TELEPORT_PLUGIN_SO"); p != "" {
+			soPath, soErr = p, nil
+			if _, err := os.Stat(p); err != nil {
+				soErr = fmt.Errorf("TELEPORT_PLUGIN_SO=%s: %w", p, err)
+			}
+			return
+		}
+		root, err := RepoRoot()
+		if err != nil {
+			soErr = err
+			return
+		}
+		soPath = filepath.Join(root, "build", "test", "in_teleport.so")
+		cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", soPath, "./plugin")
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			soErr = fmt.Errorf("go build ./plugin: %v\n%s", err, out)
+		}
+	})
+	return soPath, soErr
+}
+
+// RepoRoot is the directory holding go.mod.
+func RepoRoot() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	mod := strings.TrimSpace(string(out))
+	if mod == "" || mod == os.DevNull {
+		return "", fmt.Errorf("not inside the module")
+	}
+	return filepath.Dir(mod), nil
+}
+
+// Fake starts a Teleport test double, closed when the test ends.
+func Fake(t testing.TB, cfg teleportfake.Config) *teleportfake.Server {
+	t.Helper()
+	s, err := teleportfake.Start(cfg)
+	if err != nil {
+		t.Fatalf("start fake Teleport: %v", err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+// Identity writes an identity file for s in a fresh directory.
+func Identity(t testing.TB, s *teleportfake.Server, o teleportfake.IdentityOptions) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "identity")
+	if err := s.WriteIdentityFile(p, o); err != nil {
+		t.Fatalf("write identity: %v", err)
+	}
+	return p
+}
+
+// Seed appends n generated events spread from start by step and returns them.
+func Seed(s *teleportfake.Server, seed int64, n int, start time.Time, step time.Duration) []string {
+	evs := teleportfake.NewGenerator(seed).Events(n, start, step)
+	s.Append(evs...)
+	ids := make([]string, len(evs))
+	for i, e := range evs {
+		ids[i] = e.GetID()
+	}
+	return ids
+}
+
+// Eventually polls cond every 20 ms until it holds or timeout passes.
+func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
