@@ -1,0 +1,193 @@
+package integration
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/fluent-bit-teleport/fluent-bit-teleport/tests/flbhost"
+	"github.com/fluent-bit-teleport/fluent-bit-teleport/tests/teleportfake"
+	"github.com/fluent-bit-teleport/fluent-bit-teleport/tests/testenv"
+)
+
+// Pause stops fetching (memory stays bounded by the queue), resume restarts it.
+func TestPauseStopsFetchingAndResumeRestarts(t *testing.T) {
+	e := newEnv(t, teleportfake.Config{})
+	start := time.Now().Add(-time.Hour).Truncate(time.Second)
+	ids := testenv.Seed(e.srv, 30, 600, start.Add(time.Second), time.Second)
+
+	h := host(t, flbhost.Options{})
+	// A queue of 100 records: the fetcher must stop at the bound.
+	idx := initOK(t, h, e.props(start, "batch_max_records", "100", "page_size", "50"))
+	_, err := h.Drain(idx, 100, 30*time.Second, 0)
+	require.NoError(t, err, h.Log())
+
+	called, err := h.Pause(idx)
+	require.NoError(t, err)
+	require.True(t, called)
+	// Whatever was in flight settles: then no query happens while paused.
+	var settled int
+	testenv.Eventually(t, 5*time.Second, "fetcher idle", func() bool {
+		n := e.srv.CallCount(getEvents)
+		time.Sleep(300 * time.Millisecond) // three poll intervals without a query
+		settled = e.srv.CallCount(getEvents)
+		return n == settled
+	})
+	time.Sleep(500 * time.Millisecond) // observe an absence: five more poll intervals
+	assert.Equal(t, settled, e.srv.CallCount(getEvents), "no queries while paused")
+
+	require.NoError(t, h.Resume(idx))
+	_, err = h.Drain(idx, len(ids)-100, 30*time.Second, 0)
+	require.NoError(t, err, h.Log())
+	assert.Equal(t, ids, uids(records(t, h)))
+}
+
+// FLBPluginExit stops everything; Init runs again in the same process (the
+// .so stays loaded) and continues from the saved position.
+func TestExitThenInitAgainInTheSameProcess(t *testing.T) {
+	e := newEnv(t, teleportfake.Config{})
+	start := time.Now().Add(-time.Hour).Truncate(time.Second)
+	ids := testenv.Seed(e.srv, 31, 1000, start.Add(time.Second), time.Second)
+
+	h := host(t, flbhost.Options{})
+	idx := initOK(t, h, e.props(start, "batch_max_records", "300"))
+	_, err := h.Drain(idx, 300, 30*time.Second, 0)
+	require.NoError(t, err, h.Log())
+	begin := time.Now()
+	require.NoError(t, h.Exit(idx))
+	assert.Less(t, time.Since(begin), time.Second, "exit is quick")
+
+	idx2 := initOK(t, h, e.props(start))
+	_, err = h.Drain(idx2, len(ids)-len(records(t, h)), 30*time.Second, 0)
+	require.NoError(t, err, h.Log())
+	assert.Equal(t, ids, uids(records(t, h)))
+}
+
+// Hot reload (SIGHUP): Fluent Bit re-registers, exits the old instances and
+// inits new ones in the same process, within a second.
+func TestHotReloadContinuesWithoutLossOrRepeat(t *testing.T) {
+	a := newEnv(t, teleportfake.Config{ClusterName: "a.example.com"})
+	b := newEnv(t, teleportfake.Config{ClusterName: "b.example.com"})
+	start := time.Now().Add(-time.Hour).Truncate(time.Second)
+	idsA := testenv.Seed(a.srv, 32, 900, start.Add(time.Second), time.Second)
+	idsB := testenv.Seed(b.srv, 33, 900, start.Add(time.Second), time.Second)
+
+	h := host(t, flbhost.Options{HotReload: true})
+	ia := initOK(t, h, a.props(start, "batch_max_records", "200"))
+	ib := initOK(t, h, b.props(start, "batch_max_records", "200"))
+	_, err := h.DrainAll(200, 30*time.Second, 0)
+	require.NoError(t, err, h.Log())
+
+	for i := 0; i < 2; i++ {
+		r, err := h.Reload()
+		require.NoError(t, err, h.Log())
+		assert.Less(t, r.Elapsed, time.Second, "reload %d took %s", i, r.Elapsed)
+	}
+	var gotA, gotB []string
+	split := func() {
+		gotA, gotB = nil, nil
+		for _, r := range records(t, h) {
+			if r.Instance == ia {
+				gotA = append(gotA, r.Body["uid"].(string))
+			} else if r.Instance == ib {
+				gotB = append(gotB, r.Body["uid"].(string))
+			}
+		}
+	}
+	split()
+	_, err = h.Drain(ia, len(idsA)-len(gotA), 30*time.Second, 0)
+	require.NoError(t, err, h.Log())
+	_, err = h.Drain(ib, len(idsB)-len(gotB), 30*time.Second, 0)
+	require.NoError(t, err, h.Log())
+	split()
+	assert.Equal(t, idsA, gotA)
+	assert.Equal(t, idsB, gotB)
+}
+
+// The host is killed with SIGKILL at random moments while exporting; each
+// restart on the same db continues. Every event arrives, and an event is
+// repeated only if it was in the last batch before a kill.
+func TestCrashSafetyUnderSIGKILL(t *testing.T) {
+	const events, rounds = 20000, 20
+	e := newEnv(t, teleportfake.Config{})
+	start := time.Now().Add(-48 * time.Hour).Truncate(time.Second)
+	want := testenv.Seed(e.srv, 40, events, start.Add(time.Second), 8*time.Second)
+	rng := rand.New(rand.NewPCG(1, 2))
+
+	seen := map[string]int{}
+	var lastBatches []map[string]bool
+	props := e.props(start, "batch_max_records", "400", "page_size", "250")
+	dir := t.TempDir()
+	for round := 0; round < rounds && len(seen) < events; round++ {
+		recPath := filepath.Join(dir, fmt.Sprintf("records-%d", round))
+		h := host(t, flbhost.Options{RecordsPath: recPath})
+		idx := initOK(t, h, props)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			_, _ = h.Drain(idx, events, 60*time.Second, 2*time.Millisecond)
+		}()
+		time.Sleep(time.Duration(20+rng.IntN(180)) * time.Millisecond)
+		require.NoError(t, h.Kill())
+		<-done
+
+		recs, err := flbhost.ReadRecords(recPath)
+		if err != nil {
+			require.ErrorIs(t, err, flbhost.ErrIncompleteFrame, "only a frame cut by the kill may be incomplete")
+		}
+		last := map[string]bool{}
+		lastFrame := -1
+		for _, r := range recs {
+			lastFrame = max(lastFrame, r.Frame)
+		}
+		for _, r := range recs {
+			uid := r.Body["uid"].(string)
+			seen[uid]++
+			if r.Frame == lastFrame {
+				last[uid] = true
+			}
+		}
+		lastBatches = append(lastBatches, last)
+	}
+
+	// Finish the export cleanly.
+	h := host(t, flbhost.Options{RecordsPath: filepath.Join(dir, "records-final")})
+	idx := initOK(t, h, props)
+	if missing := events - len(seen); missing > 0 {
+		_, err := h.Drain(idx, missing, 60*time.Second, 0)
+		require.NoError(t, err, h.Log())
+	}
+	_, err := h.Quit()
+	require.NoError(t, err)
+	final, err := flbhost.ReadRecords(filepath.Join(dir, "records-final"))
+	require.NoError(t, err)
+
+	for _, r := range final {
+		seen[r.Body["uid"].(string)]++
+	}
+	for _, id := range want {
+		require.Positive(t, seen[id], "event %s lost", id)
+	}
+	require.Len(t, seen, events, "nothing but the seeded events")
+
+	// Each repeat must come from a batch that was the last before a kill.
+	allowed := map[string]int{}
+	for _, last := range lastBatches {
+		for id := range last {
+			allowed[id]++
+		}
+	}
+	repeats := 0
+	for id, n := range seen {
+		if n > 1 {
+			repeats += n - 1
+			assert.LessOrEqual(t, n-1, allowed[id], "event %s repeated %d times but was in %d last batches", id, n-1, allowed[id])
+		}
+	}
+	t.Logf("%d rounds killed; %d events, %d repeats (all from the last batch before a kill)", len(lastBatches), events, repeats)
+}
