@@ -110,9 +110,15 @@ var settings = []setting{
 	{key: "batch_max_records", def: "20000", accepts: "a whole number from 1 to 1000000",
 		apply: func(c *Config, v string) (err error) { c.BatchMaxRecords, err = parseIntIn(v, 1, 1000000); return err }},
 	{key: "batch_max_bytes", def: "16M", accepts: "a size from 1K to 1G, such as 2M or 16M",
-		apply: func(c *Config, v string) (err error) { c.BatchMaxBytes, err = parseSizeIn(v, minBatchBytes, 1000*1000*1000); return err }},
+		apply: func(c *Config, v string) (err error) {
+			c.BatchMaxBytes, err = parseSizeIn(v, minBatchBytes, 1000*1000*1000)
+			return err
+		}},
 	{key: "dial_timeout", def: "10s", accepts: "a duration from 1s to 5m",
-		apply: func(c *Config, v string) (err error) { c.DialTimeout, err = parseDurationIn(v, time.Second, 5*time.Minute); return err }},
+		apply: func(c *Config, v string) (err error) {
+			c.DialTimeout, err = parseDurationIn(v, time.Second, 5*time.Minute)
+			return err
+		}},
 }
 
 // Keys lists every setting the plugin accepts.

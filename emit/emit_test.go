@@ -51,7 +51,7 @@ func TestRecordShapeAndTypes(t *testing.T) {
 	body := mustStruct(t, map[string]any{
 		"event": "user.login", "uid": "u-1", "ei": float64(7), "success": true, "big": float64(1 << 40),
 		"ratio": 0.25, "neg": float64(-3), "none": nil, "time": "2026-03-04T05:06:07.123Z",
-		"addr": map[string]any{"remote": "10.0.0.1:5000", "port": float64(22)},
+		"addr":  map[string]any{"remote": "10.0.0.1:5000", "port": float64(22)},
 		"roles": []any{"access", "editor", float64(3), map[string]any{"x": 1.5}},
 	})
 	rec := AppendRecord(nil, ts, body)
@@ -305,7 +305,7 @@ func BenchmarkRecord(b *testing.B) {
 		"server_id": "3f9c2a1b-7d6e-4f5a-9b8c-1d2e3f4a5b6c", "server_hostname": "ip-10-0-1-23", "server_addr": "10.0.1.23:3022",
 		"addr.local": "10.0.1.23:3022", "addr.remote": "192.0.2.10:53412", "size": "80:25", "ei": float64(0), "namespace": "default",
 		"server_labels": map[string]any{"env": "prod", "team": "payments", "teleport.internal/resource-id": "abc"},
-		"user_roles": []any{"access", "editor"}, "user_kind": float64(1), "private_key_policy": "none", "session_recording": "node",
+		"user_roles":    []any{"access", "editor"}, "user_kind": float64(1), "private_key_policy": "none", "session_recording": "node",
 		"proto": "ssh", "initial_command": []any{""},
 	}
 	s, _ := structpb.NewStruct(body)

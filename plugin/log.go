@@ -96,10 +96,14 @@ func (l *flbLogger) print(level C.int, msg string) {
 // stderrLogger is for the rare lines that belong to no instance.
 type stderrLogger struct{}
 
-func (stderrLogger) Errorf(f string, a ...any) { fmt.Fprintf(os.Stderr, "[error] [teleport] "+f+"\n", a...) }
-func (stderrLogger) Warnf(f string, a ...any)  { fmt.Fprintf(os.Stderr, "[warn] [teleport] "+f+"\n", a...) }
-func (stderrLogger) Infof(string, ...any)      {}
-func (stderrLogger) Debugf(string, ...any)     {}
+func (stderrLogger) Errorf(f string, a ...any) {
+	fmt.Fprintf(os.Stderr, "[error] [teleport] "+f+"\n", a...)
+}
+func (stderrLogger) Warnf(f string, a ...any) {
+	fmt.Fprintf(os.Stderr, "[warn] [teleport] "+f+"\n", a...)
+}
+func (stderrLogger) Infof(string, ...any)  {}
+func (stderrLogger) Debugf(string, ...any) {}
 
 // The Teleport API client logs through log/slog; its INFO lines (dial
 // attempts) would interleave with Fluent Bit's output, so keep warnings and
