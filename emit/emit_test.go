@@ -13,6 +13,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/ugorji/go/codec"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
@@ -20,6 +22,15 @@ func mustStruct(t testing.TB, m map[string]any) *structpb.Struct {
 	s, err := structpb.NewStruct(m)
 	require.NoError(t, err)
 	return s
+}
+
+// record encodes s as it arrives from Teleport: protobuf wire bytes.
+func record(t testing.TB, ts time.Time, s *structpb.Struct) []byte {
+	wire, err := proto.Marshal(s)
+	require.NoError(t, err)
+	rec, err := (&Encoder{}).AppendRecord(nil, ts.Unix(), int32(ts.Nanosecond()), wire)
+	require.NoError(t, err)
+	return rec
 }
 
 // decodeRecord decodes strictly what Fluent Bit's log event decoder accepts.
@@ -54,7 +65,7 @@ func TestRecordShapeAndTypes(t *testing.T) {
 		"addr":  map[string]any{"remote": "10.0.0.1:5000", "port": float64(22)},
 		"roles": []any{"access", "editor", float64(3), map[string]any{"x": 1.5}},
 	})
-	rec := AppendRecord(nil, ts, body)
+	rec := record(t, ts, body)
 
 	// The ext timestamp is exactly ext type 0, 8 bytes, big-endian sec+nsec.
 	assert.Equal(t, []byte{0x92, 0x92, 0xd7, 0x00}, rec[:4])
@@ -85,9 +96,9 @@ func TestRecordIsDeterministic(t *testing.T) {
 	for i := 0; i < 50; i++ {
 		m[fmt.Sprintf("k%02d", i)] = float64(i)
 	}
-	first := AppendRecord(nil, time.Unix(1, 0), mustStruct(t, m))
+	first := record(t, time.Unix(1, 0), mustStruct(t, m))
 	for i := 0; i < 20; i++ {
-		again := AppendRecord(nil, time.Unix(1, 0), mustStruct(t, m))
+		again := record(t, time.Unix(1, 0), mustStruct(t, m))
 		require.True(t, bytes.Equal(first, again), "replays must encode identically")
 	}
 }
@@ -114,7 +125,7 @@ func TestRecordBoundaries(t *testing.T) {
 		m[fmt.Sprintf("map%d", n)] = sub
 		m[fmt.Sprintf("arr%d", n)] = arr
 	}
-	_, _, got := decodeRecord(t, AppendRecord(nil, time.Unix(5, 6), mustStruct(t, m)))
+	_, _, got := decodeRecord(t, record(t, time.Unix(5, 6), mustStruct(t, m)))
 	gotNums := got["nums"].([]any)
 	for i, n := range nums {
 		if n == math.Trunc(n) && math.Abs(n) < 1<<63 {
@@ -158,7 +169,7 @@ func FuzzRecord(f *testing.F) {
 		sec = sec & 0x7fffffff
 		nsec = (nsec & 0x7fffffff) % 1e9
 		ts := time.Unix(sec, nsec)
-		gotTime, _, got := decodeRecord(t, AppendRecord(nil, ts, s))
+		gotTime, _, got := decodeRecord(t, record(t, ts, s))
 		require.True(t, ts.Equal(gotTime))
 		want := s.AsMap() // numbers as float64
 		require.Equal(t, normalize(want), normalize(got))
@@ -186,6 +197,50 @@ func normalize(v any) any {
 		return float64(x)
 	}
 	return v
+}
+
+// Protobuf details: repeated map keys (last wins), an empty Value (null),
+// unknown fields (ignored), and malformed input (an error, never a panic).
+func TestRecordWireEdgeCases(t *testing.T) {
+	enc := &Encoder{}
+	key := func(k string, v []byte) []byte {
+		e := protowire.AppendTag(nil, 1, protowire.BytesType)
+		e = protowire.AppendString(e, k)
+		e = protowire.AppendTag(e, 2, protowire.BytesType)
+		e = protowire.AppendBytes(e, v)
+		out := protowire.AppendTag(nil, 1, protowire.BytesType)
+		return protowire.AppendBytes(out, e)
+	}
+	str := func(s string) []byte {
+		return protowire.AppendString(protowire.AppendTag(nil, 3, protowire.BytesType), s)
+	}
+	var body []byte
+	body = append(body, key("a", str("first"))...)
+	body = append(body, key("b", nil)...)
+	body = append(body, key("a", str("second"))...)
+	body = protowire.AppendVarint(protowire.AppendTag(body, 9, protowire.VarintType), 42) // unknown field
+	rec, err := enc.AppendRecord(nil, 1, 0, body)
+	require.NoError(t, err)
+	_, _, got := decodeRecord(t, rec)
+	assert.Equal(t, map[string]any{"a": "second", "b": nil}, got)
+
+	for _, bad := range [][]byte{{0x0a}, {0x0a, 0x05, 0x0a}, {0xff, 0xff, 0xff}, key("x", []byte{0x11, 0x01})} {
+		_, err := enc.AppendRecord(nil, 1, 0, bad)
+		assert.Error(t, err, "% x", bad)
+	}
+}
+
+// FuzzRecordWire: arbitrary bytes never panic.
+func FuzzRecordWire(f *testing.F) {
+	s, _ := structpb.NewStruct(map[string]any{"a": []any{1.5, "x", map[string]any{"b": true}}})
+	wire, _ := proto.Marshal(s)
+	f.Add(wire)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		rec, err := (&Encoder{}).AppendRecord(nil, 1, 2, b)
+		if err == nil {
+			decodeRecord(t, rec)
+		}
+	})
 }
 
 type mark struct{ k, v string }
@@ -309,10 +364,11 @@ func BenchmarkRecord(b *testing.B) {
 		"proto": "ssh", "initial_command": []any{""},
 	}
 	s, _ := structpb.NewStruct(body)
-	ts := time.Now()
+	wire, _ := proto.Marshal(s)
+	var enc Encoder
 	var buf []byte
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
-		buf = AppendRecord(buf[:0], ts, s)
+		buf, _ = enc.AppendRecord(buf[:0], 1700000000, 5, wire)
 	}
 }

@@ -11,8 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	auditlogpb "github.com/gravitational/teleport/api/gen/proto/go/teleport/auditlog/v1"
-
 	"github.com/fluent-bit-teleport/fluent-bit-teleport/conf"
 	"github.com/fluent-bit-teleport/fluent-bit-teleport/cursor"
 	"github.com/fluent-bit-teleport/fluent-bit-teleport/emit"
@@ -62,6 +60,7 @@ type Instance struct {
 	paused  bool
 	resumed chan struct{} // closed on Resume
 
+	encoder emit.Encoder
 	scratch []byte
 
 	stats Stats
@@ -196,9 +195,17 @@ func (x *Instance) Commit(b *emit.Batch) {
 }
 
 // Event implements teleportsrc.Sink: encode and queue one record.
-func (x *Instance) Event(ctx context.Context, ev *auditlogpb.EventUnstructured, after cursor.Mark) error {
-	x.scratch = emit.AppendRecord(x.scratch[:0], ev.GetTime().AsTime(), ev.GetUnstructured())
-	return x.queue.Put(ctx, append([]byte(nil), x.scratch...), after)
+func (x *Instance) Event(ctx context.Context, ev *teleportsrc.Event, after cursor.Mark) error {
+	rec, err := x.encoder.AppendRecord(x.scratch[:0], ev.Seconds, ev.Nanos, ev.Body)
+	x.scratch = rec
+	if err != nil {
+		// Never hand Fluent Bit a record that does not decode: one bad record
+		// loses the rest of its chunk. This one can never succeed, so move on.
+		x.stats.Errors.Add(1)
+		x.log.Errorf("skipping event %s (%s): its body from Teleport is not valid protobuf: %v", ev.ID, ev.Type, err)
+		return x.queue.Put(ctx, nil, after)
+	}
+	return x.queue.Put(ctx, append([]byte(nil), rec...), after)
 }
 
 // Progress implements teleportsrc.Sink.

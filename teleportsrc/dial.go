@@ -7,14 +7,16 @@ import (
 	"github.com/gravitational/teleport/api/client"
 	"github.com/gravitational/teleport/api/client/proto"
 	auditlogpb "github.com/gravitational/teleport/api/gen/proto/go/teleport/auditlog/v1"
-	"github.com/gravitational/teleport/api/types"
+	"google.golang.org/grpc"
 )
 
-// Client is the part of the Teleport API client the plugin uses, so tests
-// can put a fake behind it.
+// Client is the part of the Teleport API the plugin uses, so tests can put a
+// fake behind it.
 type Client interface {
 	Ping(ctx context.Context) (proto.PingResponse, error)
-	SearchUnstructuredEvents(ctx context.Context, fromUTC, toUTC time.Time, namespace string, eventTypes []string, limit int, order types.EventOrder, startKey string) ([]*auditlogpb.EventUnstructured, string, error)
+	// SearchEvents is GetUnstructuredEvents, the call behind the api
+	// client's SearchUnstructuredEvents, answered as raw pages.
+	SearchEvents(ctx context.Context, req *auditlogpb.GetUnstructuredEventsRequest) (Page, error)
 	Close() error
 }
 
@@ -32,5 +34,19 @@ func Dial(ctx context.Context, addr string, creds *Credentials, timeout time.Dur
 	if err != nil {
 		return nil, err
 	}
-	return clt, nil
+	return apiClient{clt}, nil
+}
+
+type apiClient struct{ *client.Client }
+
+// SearchEvents calls the method on the client's own connection, so the
+// client's interceptors (error conversion, circuit breaker) still apply;
+// only the response decoding differs.
+func (c apiClient) SearchEvents(ctx context.Context, req *auditlogpb.GetUnstructuredEventsRequest) (Page, error) {
+	var raw []byte
+	err := c.GetConnection().Invoke(ctx, auditlogpb.AuditLogService_GetUnstructuredEvents_FullMethodName, req, &raw, grpc.ForceCodecV2(rawCodec{}))
+	if err != nil {
+		return Page{}, err
+	}
+	return ParsePage(raw)
 }

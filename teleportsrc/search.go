@@ -8,6 +8,7 @@ import (
 
 	auditlogpb "github.com/gravitational/teleport/api/gen/proto/go/teleport/auditlog/v1"
 	"github.com/gravitational/teleport/api/types"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/fluent-bit-teleport/fluent-bit-teleport/cursor"
 )
@@ -16,7 +17,7 @@ import (
 // (bounded queue) and return ctx.Err() when the input stops.
 type Sink interface {
 	// Event hands over one event and the position just after it.
-	Event(ctx context.Context, ev *auditlogpb.EventUnstructured, after cursor.Mark) error
+	Event(ctx context.Context, ev *Event, after cursor.Mark) error
 	// Progress records a position reached without an event to hand over
 	// (a filtered event, an empty time window).
 	Progress(ctx context.Context, at cursor.Mark) error
@@ -121,17 +122,16 @@ func (s *Search) Step(ctx context.Context, c Client, sink Sink) (idle bool, err 
 		}
 	}
 	s.Stats.Queries++
-	events, next, err := c.SearchUnstructuredEvents(ctx, s.from, s.to, "default", s.cfg.Types,
-		s.cfg.PageSize, types.EventOrderAscending, s.key)
+	page, err := c.SearchEvents(ctx, s.request())
 	if err != nil {
 		return false, err
 	}
-	for _, ev := range events {
-		if err := s.deliver(ctx, ev, sink); err != nil {
+	for i := range page.Events {
+		if err := s.deliver(ctx, &page.Events[i], sink); err != nil {
 			return false, err
 		}
 	}
-	if next != "" {
+	if next := page.LastKey; next != "" {
 		// A short page with a key is not the end: the Auth Service caps a
 		// page at 1 MiB.
 		s.key = next
@@ -150,9 +150,24 @@ func (s *Search) Step(ctx context.Context, c Client, sink Sink) (idle bool, err 
 	return false, nil
 }
 
-func (s *Search) deliver(ctx context.Context, ev *auditlogpb.EventUnstructured, sink Sink) error {
-	sec := ev.GetTime().GetSeconds()
-	id := ev.GetId()
+func (s *Search) request() *auditlogpb.GetUnstructuredEventsRequest {
+	req := &auditlogpb.GetUnstructuredEventsRequest{}
+	req.SetNamespace("default")
+	req.SetStartDate(timestamppb.New(s.from))
+	req.SetEndDate(timestamppb.New(s.to))
+	req.SetEventTypes(s.cfg.Types)
+	req.SetLimit(int32(s.cfg.PageSize))
+	req.SetStartKey(s.key)
+	// Ascending. The enum names 0 "descending", but the Auth Service reads
+	// the number as types.EventOrder, where 0 is ascending; the api client
+	// sends types.EventOrderAscending (0) the same way.
+	req.SetOrder(auditlogpb.Order(types.EventOrderAscending))
+	return req
+}
+
+func (s *Search) deliver(ctx context.Context, ev *Event, sink Sink) error {
+	sec := ev.Seconds
+	id := ev.ID
 	switch {
 	case sec == s.pos.From && s.seen[id]:
 		s.Stats.Duplicates++
@@ -168,7 +183,7 @@ func (s *Search) deliver(ctx context.Context, ev *auditlogpb.EventUnstructured, 
 		// Below From only if the server breaks ascending order: hand it over
 		// (at least once) without moving the position back.
 	}
-	if s.skip[ev.GetType()] || (len(s.types) > 0 && !s.types[ev.GetType()]) {
+	if s.skip[ev.Type] || (len(s.types) > 0 && !s.types[ev.Type]) {
 		s.Stats.Skipped++
 		return sink.Progress(ctx, s.pos)
 	}

@@ -8,11 +8,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gravitational/teleport/api/client/proto"
+	apiproto "github.com/gravitational/teleport/api/client/proto"
 	auditlogpb "github.com/gravitational/teleport/api/gen/proto/go/teleport/auditlog/v1"
 	"github.com/gravitational/teleport/api/types"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -57,13 +58,29 @@ func (m *memClient) add(evs ...*auditlogpb.EventUnstructured) {
 	})
 }
 
-func (m *memClient) Ping(context.Context) (proto.PingResponse, error) {
-	return proto.PingResponse{ClusterName: "mem"}, nil
+func (m *memClient) Ping(context.Context) (apiproto.PingResponse, error) {
+	return apiproto.PingResponse{ClusterName: "mem"}, nil
 }
 
 func (m *memClient) Close() error { return nil }
 
-func (m *memClient) SearchUnstructuredEvents(_ context.Context, from, to time.Time, _ string, eventTypes []string, limit int, order types.EventOrder, key string) ([]*auditlogpb.EventUnstructured, string, error) {
+// SearchEvents answers like the Auth Service, through the wire format.
+func (m *memClient) SearchEvents(_ context.Context, req *auditlogpb.GetUnstructuredEventsRequest) (Page, error) {
+	evs, key, err := m.search(req.GetStartDate().AsTime(), req.GetEndDate().AsTime(), req.GetEventTypes(), int(req.GetLimit()), types.EventOrder(req.GetOrder()), req.GetStartKey())
+	if err != nil {
+		return Page{}, err
+	}
+	resp := &auditlogpb.EventsUnstructured{}
+	resp.SetItems(evs)
+	resp.SetLastKey(key)
+	raw, err := proto.Marshal(resp)
+	if err != nil {
+		return Page{}, err
+	}
+	return ParsePage(raw)
+}
+
+func (m *memClient) search(from, to time.Time, eventTypes []string, limit int, order types.EventOrder, key string) ([]*auditlogpb.EventUnstructured, string, error) {
 	m.queries = append(m.queries, query{from, to, eventTypes, limit, key})
 	if len(m.fail) > 0 {
 		err := m.fail[0]
@@ -116,8 +133,8 @@ type sink struct {
 	marks []cursor.Mark
 }
 
-func (s *sink) Event(_ context.Context, e *auditlogpb.EventUnstructured, after cursor.Mark) error {
-	s.ids = append(s.ids, e.GetId())
+func (s *sink) Event(_ context.Context, e *Event, after cursor.Mark) error {
+	s.ids = append(s.ids, e.ID)
 	s.marks = append(s.marks, after)
 	return nil
 }
@@ -351,4 +368,30 @@ func TestSearchPositionSnapshotsAreStable(t *testing.T) {
 	for i, mk := range k.marks {
 		assert.Len(t, mk.(SearchPosition).Tail, i+1, "an earlier position must not see later ids")
 	}
+}
+
+func TestParsePageMatchesProtobuf(t *testing.T) {
+	want := []*auditlogpb.EventUnstructured{ev("a", "user.login", t0.Add(123456789)), ev("b", "exec", t0.Add(time.Hour))}
+	want[1].SetIndex(7)
+	resp := &auditlogpb.EventsUnstructured{}
+	resp.SetItems(want)
+	resp.SetLastKey("next")
+	raw, err := proto.Marshal(resp)
+	require.NoError(t, err)
+	p, err := ParsePage(raw)
+	require.NoError(t, err)
+	require.Len(t, p.Events, 2)
+	assert.Equal(t, "next", p.LastKey)
+	for i, w := range want {
+		got := p.Events[i]
+		assert.Equal(t, w.GetId(), got.ID)
+		assert.Equal(t, w.GetType(), got.Type)
+		assert.Equal(t, w.GetIndex(), got.Index)
+		assert.True(t, w.GetTime().AsTime().Equal(got.Time()))
+		body, err := proto.Marshal(w.GetUnstructured())
+		require.NoError(t, err)
+		assert.Equal(t, body, got.Body)
+	}
+	_, err = ParsePage([]byte{0x0a, 0x10, 0x01})
+	assert.Error(t, err)
 }
