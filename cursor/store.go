@@ -85,16 +85,16 @@ func smallOptions(dir string, log Logger) badger.Options {
 	return badger.DefaultOptions(dir).
 		WithLogger(badgerLogger{log}).
 		WithLoggingLevel(badger.WARNING).
-		WithMemTableSize(4 << 20).
-		WithNumMemtables(2).
+		WithMemTableSize(1 << 20).
+		WithNumMemtables(1).
 		WithNumLevelZeroTables(2).
 		WithNumLevelZeroTablesStall(4).
-		WithBaseTableSize(1 << 20).
-		WithBaseLevelSize(4 << 20).
-		WithValueThreshold(256 << 10).
-		WithValueLogFileSize(16 << 20).
+		WithBaseTableSize(512 << 10).
+		WithBaseLevelSize(2 << 20).
+		WithValueThreshold(64 << 10). // at most 15% of the memtable
+		WithValueLogFileSize(8 << 20).
 		WithNumCompactors(2).
-		WithNumGoroutines(2).
+		WithNumGoroutines(1).
 		WithCompression(options.None).
 		WithBlockCacheSize(0).
 		WithIndexCacheSize(0).
