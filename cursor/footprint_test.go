@@ -44,4 +44,3 @@ func BenchmarkFootprint(b *testing.B) {
 		}
 	}
 }
-
