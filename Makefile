@@ -19,6 +19,8 @@ $(PLUGIN): $(SOURCES)
 # set FLUENT_BIT=/path/to/fluent-bit to run them).
 test: $(PLUGIN)
 	$(GO) vet ./...
+	@if [ -z "$$FLUENT_BIT" ]; then echo "NOTE: FLUENT_BIT is not set: the end-to-end tests with a real fluent-bit (tests/e2e) are SKIPPED"; \
+	 else echo "end-to-end tests use FLUENT_BIT=$$FLUENT_BIT"; fi
 	TELEPORT_PLUGIN_SO=$(abspath $(PLUGIN)) $(GO) test -count=1 -timeout 20m ./...
 
 # Speed and memory: Badger's footprint, then 200,000 events exported from the
@@ -26,6 +28,8 @@ test: $(PLUGIN)
 bench: $(PLUGIN)
 	$(GO) test ./cursor -run XXX -bench Footprint -benchtime 1x
 	TELEPORT_PLUGIN_SO=$(abspath $(PLUGIN)) $(GO) test ./tests/bench -run XXX -bench Export -benchtime 1x -timeout 30m -args -events 200000
+	@if [ -n "$$FLUENT_BIT" ]; then TELEPORT_PLUGIN_SO=$(abspath $(PLUGIN)) $(GO) test ./tests/e2e -run XXX -bench Backfill -benchtime 1x -timeout 30m; \
+	 else echo "NOTE: FLUENT_BIT is not set: the real fluent-bit backfill benchmark is SKIPPED"; fi
 
 # Runs the plugin against the Teleport test double and prints records.
 run: $(PLUGIN)

@@ -10,6 +10,7 @@ package main
 import "C"
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"syscall"
@@ -48,9 +49,7 @@ func FLBPluginInit(plugin unsafe.Pointer) C.int {
 
 	getter := propertyGetter{plugin}
 	cfg, err := conf.Parse(getter)
-	if err == nil {
-		err = conf.Unknown(listProperties(api, ins, getter))
-	}
+	err = errors.Join(err, conf.Unknown(listProperties(api, ins, getter)))
 	if err != nil {
 		for _, line := range strings.Split(err.Error(), "\n") {
 			log.Errorf("%s", line)

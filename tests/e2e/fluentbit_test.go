@@ -1,0 +1,181 @@
+// Package e2e runs the plugin inside a real fluent-bit. It needs
+// FLUENT_BIT=/path/to/fluent-bit (Fluent Bit 4.1 or newer) and says plainly
+// that it skipped when that is not set.
+package e2e
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/fluent-bit-teleport/fluent-bit-teleport/tests/teleportfake"
+	"github.com/fluent-bit-teleport/fluent-bit-teleport/tests/testenv"
+)
+
+// fluentBit returns the binary or skips the test, saying why.
+func fluentBit(t testing.TB) string {
+	t.Helper()
+	p := os.Getenv("FLUENT_BIT")
+	if p == "" {
+		t.Skip("SKIPPED: FLUENT_BIT is not set; set FLUENT_BIT=/path/to/fluent-bit to run the end-to-end tests with a real Fluent Bit")
+	}
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("FLUENT_BIT=%s: %v", p, err)
+	}
+	return p
+}
+
+// proc is a running fluent-bit.
+type proc struct {
+	cmd  *exec.Cmd
+	mu   sync.Mutex
+	out  strings.Builder
+	done chan struct{}
+}
+
+func startFluentBit(t testing.TB, bin string, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(bin, args...), done: make(chan struct{})}
+	stdout, err := p.cmd.StdoutPipe()
+	require.NoError(t, err)
+	p.cmd.Stderr = p.cmd.Stdout
+	require.NoError(t, p.cmd.Start())
+	go func() {
+		defer close(p.done)
+		s := bufio.NewScanner(stdout)
+		s.Buffer(make([]byte, 1<<20), 64<<20)
+		for s.Scan() {
+			p.mu.Lock()
+			p.out.WriteString(s.Text() + "\n")
+			p.mu.Unlock()
+		}
+		_ = p.cmd.Wait()
+	}()
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		if t.Failed() {
+			t.Logf("fluent-bit output:\n%s", p.output())
+		}
+	})
+	return p
+}
+
+func (p *proc) output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.out.String()
+}
+
+// stop sends SIGTERM and waits for a clean exit.
+func (p *proc) stop(t *testing.T, timeout time.Duration) time.Duration {
+	t.Helper()
+	begin := time.Now()
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	select {
+	case <-p.done:
+	case <-time.After(timeout):
+		t.Fatalf("fluent-bit did not stop within %s after SIGTERM", timeout)
+	}
+	require.Equal(t, 0, p.cmd.ProcessState.ExitCode(), p.output())
+	return time.Since(begin)
+}
+
+// uidsIn reads the uid of every JSON line of the files matching glob.
+func uidsIn(t *testing.T, glob string) []string {
+	t.Helper()
+	files, err := filepath.Glob(glob)
+	require.NoError(t, err)
+	var out []string
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		require.NoError(t, err)
+		for _, line := range strings.Split(string(raw), "\n") {
+			if strings.TrimSpace(line) == "" {
+				continue
+			}
+			var m map[string]any
+			require.NoError(t, json.Unmarshal([]byte(line), &m), "line %q", line)
+			uid, _ := m["uid"].(string)
+			out = append(out, uid)
+		}
+	}
+	return out
+}
+
+// cluster is a Teleport double with its identity.
+type cluster struct {
+	srv      *teleportfake.Server
+	identity string
+}
+
+func newCluster(t *testing.T, name string) cluster {
+	srv := testenv.Fake(t, teleportfake.Config{ClusterName: name})
+	return cluster{srv: srv, identity: testenv.Identity(t, srv, teleportfake.IdentityOptions{})}
+}
+
+func write(t *testing.T, path, content string) string {
+	t.Helper()
+	require.NoError(t, os.WriteFile(path, []byte(content), 0o600))
+	return path
+}
+
+func countEach(ids []string) map[string]int {
+	m := map[string]int{}
+	for _, id := range ids {
+		m[id]++
+	}
+	return m
+}
+
+func requireExactlyOnce(t *testing.T, want, got []string) {
+	t.Helper()
+	counts := countEach(got)
+	for _, id := range want {
+		require.Equal(t, 1, counts[id], "event %s delivered %d times", id, counts[id])
+	}
+	require.Len(t, got, len(want), "nothing but the seeded events")
+}
+
+func waitLines(t *testing.T, p *proc, glob string, n int, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for len(uidsIn(t, glob)) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d of %d events in %s after %s", len(uidsIn(t, glob)), n, glob, timeout)
+		}
+		select {
+		case <-p.done:
+			t.Fatalf("fluent-bit exited early:\n%s", p.output())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func classicConfig(so, outDir string, inputs ...string) (plugins, main string) {
+	plugins = fmt.Sprintf("[PLUGINS]\n    Path %s\n", so)
+	main = fmt.Sprintf(`[SERVICE]
+    Flush        1
+    Grace        2
+    Log_Level    info
+    Plugins_File %%s
+
+%s
+[OUTPUT]
+    Name   file
+    Match  teleport.*
+    Path   %s
+    Format plain
+`, strings.Join(inputs, "\n"), outDir)
+	return plugins, main
+}
