@@ -31,9 +31,13 @@ bench: $(PLUGIN)
 	@if [ -n "$$FLUENT_BIT" ]; then TELEPORT_PLUGIN_SO=$(abspath $(PLUGIN)) $(GO) test ./tests/e2e -run XXX -bench Backfill -benchtime 1x -timeout 30m; \
 	 else echo "NOTE: FLUENT_BIT is not set: the real fluent-bit backfill benchmark is SKIPPED"; fi
 
-# Runs the plugin against the Teleport test double and prints records.
-run: $(PLUGIN)
-	TELEPORT_PLUGIN_SO=$(abspath $(PLUGIN)) $(GO) run ./tests/cmd/run
+# Runs the plugin against the Teleport test double (a steady stream of audit
+# events) and prints the records: in fluent-bit if FLUENT_BIT is set or
+# fluent-bit is on PATH, else under the test host. Ctrl-C stops it.
+demo: $(PLUGIN)
+	TELEPORT_PLUGIN_SO=$(abspath $(PLUGIN)) $(GO) run ./tests/cmd/demo
+
+run: demo
 
 clean:
 	rm -rf $(BUILD)
