@@ -1,0 +1,94 @@
+package conf
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.yaml.in/yaml/v3"
+)
+
+// coreInputKeys are consumed by Fluent Bit itself, never by the plugin.
+var coreInputKeys = map[string]bool{"name": true, "alias": true, "tag": true, "log_level": true,
+	"mem_buf_limit": true, "storage.type": true, "storage.pause_on_chunks_overlimit": true, "threaded": true, "routable": true}
+
+// teleportInputs returns the settings of every teleport input in the
+// examples, classic and YAML.
+func teleportInputs(t *testing.T) map[string][]map[string]string {
+	out := map[string][]map[string]string{}
+	files, err := filepath.Glob("examples/*")
+	require.NoError(t, err)
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		require.NoError(t, err)
+		switch filepath.Ext(f) {
+		case ".yaml":
+			var doc struct {
+				Pipeline struct {
+					Inputs []map[string]any `yaml:"inputs"`
+				} `yaml:"pipeline"`
+			}
+			require.NoError(t, yaml.Unmarshal(raw, &doc), f)
+			for _, in := range doc.Pipeline.Inputs {
+				if in["name"] == "teleport" {
+					m := map[string]string{}
+					for k, v := range in {
+						m[strings.ToLower(k)] = strings.TrimSpace(strings.Trim(strings.TrimSpace(yamlString(v)), `"`))
+					}
+					out[f] = append(out[f], m)
+				}
+			}
+		case ".conf":
+			var cur map[string]string
+			for _, line := range strings.Split(string(raw), "\n") {
+				line = strings.TrimSpace(line)
+				switch {
+				case line == "" || strings.HasPrefix(line, "#"):
+				case strings.HasPrefix(line, "["):
+					if cur != nil && strings.EqualFold(cur["name"], "teleport") {
+						out[f] = append(out[f], cur)
+					}
+					cur = nil
+					if line == "[INPUT]" {
+						cur = map[string]string{}
+					}
+				case cur != nil:
+					k, v, _ := strings.Cut(line, " ")
+					cur[strings.ToLower(k)] = strings.TrimSpace(v)
+				}
+			}
+			if cur != nil && strings.EqualFold(cur["name"], "teleport") {
+				out[f] = append(out[f], cur)
+			}
+		}
+	}
+	return out
+}
+
+func yamlString(v any) string {
+	b, _ := yaml.Marshal(v)
+	return string(b)
+}
+
+func TestExamplesUseOnlyRealSettings(t *testing.T) {
+	inputs := teleportInputs(t)
+	require.NotEmpty(t, inputs)
+	for f, list := range inputs {
+		for _, in := range list {
+			var own []string
+			g := MapGetter{}
+			for k, v := range in {
+				if !coreInputKeys[k] {
+					own = append(own, k)
+					g[k] = v
+				}
+			}
+			assert.NoError(t, Unknown(own), f)
+			_, err := Parse(g)
+			assert.NoError(t, err, f)
+		}
+	}
+}
