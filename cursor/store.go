@@ -121,6 +121,9 @@ func (s *Store) collectGarbage() {
 func (s *Store) Close() error {
 	openMu.Lock()
 	defer openMu.Unlock()
+	if s.refs == 0 {
+		return nil // already closed
+	}
 	s.refs--
 	if s.refs > 0 {
 		return nil

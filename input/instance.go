@@ -37,7 +37,8 @@ type Options struct {
 	Now  func() time.Time
 }
 
-const (
+// Retry delays: capped exponential backoff (variables so tests run fast).
+var (
 	retryMin = time.Second
 	retryMax = 30 * time.Second
 )
@@ -53,8 +54,9 @@ type Instance struct {
 	queue *emit.Queue
 	space atomic.Pointer[cursor.Space]
 
-	cancel context.CancelFunc
-	done   chan struct{}
+	cancel   context.CancelFunc
+	done     chan struct{}
+	stopOnce sync.Once
 
 	pauseMu sync.Mutex
 	paused  bool
@@ -118,6 +120,10 @@ func (x *Instance) Start() {
 // Events still queued are dropped; they were never committed, so the next
 // start fetches them again.
 func (x *Instance) Stop(timeout time.Duration) {
+	x.stopOnce.Do(func() { x.stop(timeout) })
+}
+
+func (x *Instance) stop(timeout time.Duration) {
 	if x.cancel != nil {
 		x.cancel()
 		select {

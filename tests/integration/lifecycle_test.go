@@ -121,18 +121,20 @@ func TestCrashSafetyUnderSIGKILL(t *testing.T) {
 
 	seen := map[string]int{}
 	var lastBatches []map[string]bool
-	props := e.props(start, "batch_max_records", "400", "page_size", "250")
+	// Small batches collected every 10 ms: about 1,000 events a round, so
+	// all 20 rounds are killed in the middle of the export.
+	props := e.props(start, "batch_max_records", "100", "page_size", "250")
 	dir := t.TempDir()
-	for round := 0; round < rounds && len(seen) < events; round++ {
+	for round := 0; round < rounds; round++ {
 		recPath := filepath.Join(dir, fmt.Sprintf("records-%d", round))
 		h := host(t, flbhost.Options{RecordsPath: recPath})
 		idx := initOK(t, h, props)
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			_, _ = h.Drain(idx, events, 60*time.Second, 2*time.Millisecond)
+			_, _ = h.Drain(idx, events, 60*time.Second, 10*time.Millisecond)
 		}()
-		time.Sleep(time.Duration(20+rng.IntN(180)) * time.Millisecond)
+		time.Sleep(time.Duration(20+rng.IntN(130)) * time.Millisecond)
 		require.NoError(t, h.Kill())
 		<-done
 
@@ -155,6 +157,7 @@ func TestCrashSafetyUnderSIGKILL(t *testing.T) {
 		lastBatches = append(lastBatches, last)
 	}
 
+	seenByKilledRounds := len(seen)
 	// Finish the export cleanly.
 	h := host(t, flbhost.Options{RecordsPath: filepath.Join(dir, "records-final")})
 	idx := initOK(t, h, props)
@@ -189,5 +192,7 @@ func TestCrashSafetyUnderSIGKILL(t *testing.T) {
 			assert.LessOrEqual(t, n-1, allowed[id], "event %s repeated %d times but was in %d last batches", id, n-1, allowed[id])
 		}
 	}
+	require.Len(t, lastBatches, rounds)
+	require.Less(t, seenByKilledRounds, events, "every round was killed while exporting")
 	t.Logf("%d rounds killed; %d events, %d repeats (all from the last batch before a kill)", len(lastBatches), events, repeats)
 }

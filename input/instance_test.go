@@ -1,0 +1,237 @@
+package input
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/ugorji/go/codec"
+
+	"github.com/fluent-bit-teleport/fluent-bit-teleport/conf"
+	"github.com/fluent-bit-teleport/fluent-bit-teleport/emit"
+	"github.com/fluent-bit-teleport/fluent-bit-teleport/teleportsrc"
+	"github.com/fluent-bit-teleport/fluent-bit-teleport/teleportsrc/memlog"
+	"github.com/fluent-bit-teleport/fluent-bit-teleport/tests/teleportfake"
+)
+
+func init() { retryMin, retryMax = 10*time.Millisecond, 50*time.Millisecond }
+
+type lines struct {
+	mu sync.Mutex
+	l  []string
+}
+
+func (l *lines) add(level, f string, a ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.l = append(l.l, level+" "+fmt.Sprintf(f, a...))
+}
+func (l *lines) Errorf(f string, a ...any) { l.add("error", f, a...) }
+func (l *lines) Warnf(f string, a ...any)  { l.add("warn", f, a...) }
+func (l *lines) Infof(f string, a ...any)  { l.add("info", f, a...) }
+func (l *lines) Debugf(f string, a ...any) { l.add("debug", f, a...) }
+func (l *lines) has(s string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, x := range l.l {
+		if strings.Contains(x, s) {
+			return true
+		}
+	}
+	return false
+}
+
+var t0 = time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)
+
+// fixture is one input against an in-memory audit log.
+type fixture struct {
+	log      *memlog.Log
+	identity string
+	db       string
+	now      time.Time
+}
+
+func newFixture(t *testing.T) *fixture {
+	srv, err := teleportfake.Start(teleportfake.Config{})
+	require.NoError(t, err)
+	t.Cleanup(srv.Close)
+	id := filepath.Join(t.TempDir(), "identity")
+	require.NoError(t, srv.WriteIdentityFile(id, teleportfake.IdentityOptions{}))
+	return &fixture{log: &memlog.Log{}, identity: id, db: filepath.Join(t.TempDir(), "db"), now: t0.Add(time.Hour)}
+}
+
+func (f *fixture) start(t *testing.T, dial teleportsrc.Dialer, kv ...string) (*Instance, *lines) {
+	g := conf.MapGetter{"addr": "mem:1", "identity_file": f.identity, "db": f.db, "start_time": t0.Format(time.RFC3339), "poll_interval": "100ms"}
+	for i := 0; i < len(kv); i += 2 {
+		g[kv[i]] = kv[i+1]
+	}
+	cfg, err := conf.Parse(g)
+	require.NoError(t, err)
+	if dial == nil {
+		dial = func(context.Context, string, *teleportsrc.Credentials, time.Duration) (teleportsrc.Client, error) {
+			return f.log, nil
+		}
+	}
+	l := &lines{}
+	x, err := New(Options{Config: cfg, Name: "teleport.0", Log: l, Dial: dial, Now: func() time.Time { return f.now }})
+	require.NoError(t, err)
+	x.Start()
+	t.Cleanup(func() { x.Stop(time.Second) })
+	return x, l
+}
+
+func (f *fixture) seed(n int, prefix string) []string {
+	var ids []string
+	for i := 0; i < n; i++ {
+		id := fmt.Sprintf("%s%03d", prefix, i)
+		f.log.Add(memlog.Event(id, "user.login", t0.Add(time.Duration(i+1)*time.Second)))
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+// take polls Collect until a batch with records arrives.
+func take(t *testing.T, x *Instance) *emit.Batch {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b := x.Collect()
+		if len(b.Records) > 0 {
+			return b
+		}
+		x.Commit(b) // positions without records, as the plugin does
+		require.False(t, time.Now().After(deadline), "no records")
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func uidsOf(t *testing.T, b *emit.Batch) []string {
+	buf := make([]byte, b.Size)
+	b.CopyTo(buf)
+	dec := codec.NewDecoderBytes(buf, emit.Handle())
+	var out []string
+	for {
+		var ev []any
+		if err := dec.Decode(&ev); err != nil {
+			break
+		}
+		out = append(out, ev[1].(map[string]any)["uid"].(string))
+	}
+	return out
+}
+
+func TestPositionMovesOnlyWithCommit(t *testing.T) {
+	f := newFixture(t)
+	ids := f.seed(100, "e")
+	x, _ := f.start(t, nil, "batch_max_records", "30")
+	b1 := take(t, x)
+	require.Equal(t, ids[:30], uidsOf(t, b1))
+	x.Commit(b1)
+	b2 := take(t, x) // handed over but never confirmed: a crash before cleanup
+	require.Equal(t, ids[30:60], uidsOf(t, b2))
+	x.Stop(time.Second)
+
+	y, _ := f.start(t, nil)
+	assert.Equal(t, ids[30:], uidsOf(t, take(t, y)), "the unconfirmed batch comes again, nothing is lost")
+}
+
+func TestFirstStartSavesItsStart(t *testing.T) {
+	f := newFixture(t)
+	x, l := f.start(t, nil, "start_time", "now")
+	require.Eventually(t, func() bool { return l.has("starting at " + f.now.Format(time.RFC3339)) }, 10*time.Second, 10*time.Millisecond)
+	x.Stop(time.Second)
+
+	// Events after the first start arrive even though "now" has moved on.
+	f.log.Add(memlog.Event("late", "user.login", f.now.Add(time.Minute)))
+	f.now = f.now.Add(time.Hour)
+	y, _ := f.start(t, nil, "start_time", "now")
+	assert.Equal(t, []string{"late"}, uidsOf(t, take(t, y)))
+}
+
+func TestChangedStartTimeIsIgnoredWithAWarning(t *testing.T) {
+	f := newFixture(t)
+	ids := f.seed(10, "e")
+	x, _ := f.start(t, nil)
+	x.Commit(take(t, x))
+	x.Stop(time.Second)
+
+	f.log.Add(memlog.Event("new", "user.login", t0.Add(time.Minute)))
+	y, l := f.start(t, nil, "start_time", t0.Add(-24*time.Hour).Format(time.RFC3339))
+	assert.Equal(t, []string{"new"}, uidsOf(t, take(t, y)), "the saved position wins")
+	assert.True(t, l.has("start_time "+t0.Add(-24*time.Hour).Format(time.RFC3339)+" is ignored"))
+	_ = ids
+}
+
+func TestPauseStopsQueries(t *testing.T) {
+	f := newFixture(t)
+	f.seed(5, "e")
+	x, _ := f.start(t, nil)
+	x.Commit(take(t, x))
+	x.Pause()
+	// The fetcher stops before its next query.
+	var n int
+	require.Eventually(t, func() bool {
+		n = len(f.log.Queries())
+		time.Sleep(250 * time.Millisecond) // > 2 poll intervals
+		return len(f.log.Queries()) == n
+	}, 5*time.Second, time.Millisecond)
+	f.log.Add(memlog.Event("after-pause", "user.login", t0.Add(time.Minute)))
+	assert.Empty(t, x.Collect().Records)
+	x.Resume()
+	assert.Equal(t, []string{"after-pause"}, uidsOf(t, take(t, x)))
+}
+
+func TestRetriesAndReportsConnectionErrors(t *testing.T) {
+	f := newFixture(t)
+	ids := f.seed(3, "e")
+	var calls int
+	var mu sync.Mutex
+	dial := func(context.Context, string, *teleportsrc.Credentials, time.Duration) (teleportsrc.Client, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		calls++
+		if calls <= 2 {
+			return nil, errors.New("dial tcp 10.0.0.1:3025: connect: connection refused")
+		}
+		return f.log, nil
+	}
+	x, l := f.start(t, dial)
+	assert.Equal(t, ids, uidsOf(t, take(t, x)))
+	assert.True(t, l.has("nothing accepts connections at mem:1"))
+	assert.GreaterOrEqual(t, x.Stats().Retries.Load(), int64(2))
+	assert.True(t, x.Stats().Connected.Load())
+}
+
+func TestStopDoesNotWaitForTheNetwork(t *testing.T) {
+	f := newFixture(t)
+	block, entered := make(chan struct{}), make(chan struct{})
+	defer close(block)
+	dial := func(context.Context, string, *teleportsrc.Credentials, time.Duration) (teleportsrc.Client, error) {
+		close(entered)
+		<-block // ignores cancellation, like a stuck network call
+		return f.log, nil
+	}
+	x, l := f.start(t, dial)
+	<-entered
+	begin := time.Now()
+	x.Stop(200 * time.Millisecond)
+	assert.Less(t, time.Since(begin), time.Second)
+	assert.True(t, l.has("did not stop within"), l.l)
+}
+
+func TestQueueBoundsMemory(t *testing.T) {
+	f := newFixture(t)
+	f.seed(500, "e")
+	x, _ := f.start(t, nil, "batch_max_records", "50")
+	require.Eventually(t, func() bool { r, _ := x.queue.Len(); return r == 50 }, 10*time.Second, 5*time.Millisecond)
+	time.Sleep(200 * time.Millisecond) // the fetcher is blocked, not growing the queue
+	r, _ := x.queue.Len()
+	assert.Equal(t, 50, r)
+}
