@@ -64,7 +64,9 @@ func ids(prefix string, n int) []string {
 	return out
 }
 
-func cfg() teleportsrc.SearchConfig { return teleportsrc.SearchConfig{Window: 24 * time.Hour, PageSize: 100} }
+func cfg() teleportsrc.SearchConfig {
+	return teleportsrc.SearchConfig{Window: 24 * time.Hour, PageSize: 100}
+}
 
 func TestSearchPagesInOrderExactlyOnce(t *testing.T) {
 	m := &memlog.Log{}
