@@ -207,9 +207,10 @@ func (s *Server) search(req searchRequest) ([]*entry, string, error) {
 		}
 		if total+e.size() >= s.cfg.MaxPageBytes {
 			if len(page) == 0 {
-				return nil, "", status.Errorf(codes.ResourceExhausted,
-					"event %s %s is %d bytes and cannot be returned because it exceeds the maximum response size",
-					e.typ, e.id, e.size())
+				// Teleport's wording (lib/events), sent as trace.Errorf: code Unknown.
+				return nil, "", status.Errorf(codes.Unknown,
+					"%s event %s is %s and cannot be returned because it exceeds the maximum response size of %s",
+					e.typ, e.id, ibytes(e.size()), ibytes(s.cfg.MaxPageBytes))
 			}
 			more = true
 			break
@@ -250,15 +251,29 @@ func (s *Server) sessionEvents(sessionID string, startIndex int32) ([]*entry, er
 	if !ok {
 		return nil, status.Errorf(codes.NotFound, "a recording for session %q was not found", sessionID)
 	}
-	if startIndex <= 0 {
-		return rec, nil
-	}
+	// Like Teleport's AuditLog.StreamSessionEvents: events whose index is at
+	// least startIndex.
 	for i, e := range rec {
-		if e.index > int64(startIndex) {
+		if e.index >= int64(startIndex) {
 			return rec[i:], nil
 		}
 	}
 	return nil, nil
+}
+
+// ibytes formats a size like go-humanize's IBytes, which Teleport uses.
+func ibytes(n int) string {
+	if n < 1024 {
+		return fmt.Sprintf("%d B", n)
+	}
+	f, unit := float64(n)/1024, "KiB"
+	for _, u := range []string{"MiB", "GiB"} {
+		if f < 1024 {
+			break
+		}
+		f, unit = f/1024, u
+	}
+	return fmt.Sprintf("%.1f %s", f, unit)
 }
 
 // chunkIDs lists the export chunks of the UTC date of t.
