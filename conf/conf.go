@@ -63,7 +63,22 @@ type Config struct {
 	BatchMaxBytes   int
 
 	DialTimeout time.Duration
+
+	ExportMode        string // auto, bulk or search
+	ExportConcurrency int
+	SettlePeriod      time.Duration
+
+	Sessions           bool
+	SessionConcurrency int
+	SkipSessionTypes   []string
 }
+
+// Export modes.
+const (
+	ModeAuto   = "auto"
+	ModeBulk   = "bulk"
+	ModeSearch = "search"
+)
 
 // setting describes one key: its default (as the user would write it),
 // what it accepts, and how to store it.
@@ -112,6 +127,38 @@ var settings = []setting{
 	{key: "batch_max_bytes", def: "16M", accepts: "a size from 1K to 1G, such as 2M or 16M",
 		apply: func(c *Config, v string) (err error) {
 			c.BatchMaxBytes, err = parseSizeIn(v, minBatchBytes, 1000*1000*1000)
+			return err
+		}},
+	{key: "export_mode", def: ModeAuto, accepts: "auto (bulk export where the cluster supports it, else search), bulk or search",
+		apply: func(c *Config, v string) error {
+			c.ExportMode = strings.ToLower(v)
+			switch c.ExportMode {
+			case ModeAuto, ModeBulk, ModeSearch:
+				return nil
+			}
+			return errors.New("not a mode")
+		}},
+	{key: "export_concurrency", def: "3", accepts: "a whole number from 1 to 32",
+		apply: func(c *Config, v string) (err error) { c.ExportConcurrency, err = parseIntIn(v, 1, 32); return err }},
+	{key: "settle_period", def: "1m", accepts: "a duration from 0 (off) to 24h, such as 30s or 5m",
+		apply: func(c *Config, v string) (err error) {
+			if v == "off" {
+				v = "0"
+			}
+			c.SettlePeriod, err = parseDurationIn(v, 0, 24*time.Hour)
+			return err
+		}},
+	{key: "sessions", def: "off", accepts: "on or off (also true/false, yes/no)",
+		apply: func(c *Config, v string) (err error) { c.Sessions, err = parseBool(v); return err }},
+	{key: "session_concurrency", def: "5", accepts: "a whole number from 1 to 64",
+		apply: func(c *Config, v string) (err error) { c.SessionConcurrency, err = parseIntIn(v, 1, 64); return err }},
+	{key: "skip_session_types", def: "print", accepts: "a comma-separated list of session event types, such as print,desktop.recording, or none",
+		apply: func(c *Config, v string) (err error) {
+			if strings.EqualFold(v, "none") {
+				c.SkipSessionTypes = nil
+				return nil
+			}
+			c.SkipSessionTypes, err = parseTypes(v)
 			return err
 		}},
 	{key: "dial_timeout", def: "10s", accepts: "a duration from 1s to 5m",
@@ -232,9 +279,13 @@ func (c Config) Summary() string {
 	if c.IdentityFile == "" {
 		creds = fmt.Sprintf("cert_file=%s key_file=%s ca_file=%s", c.CertFile, c.KeyFile, c.CAFile)
 	}
-	return fmt.Sprintf("addr=%s %s db=%s start_time=%s window_size=%s page_size=%d poll_interval=%s types=%s skip_event_types=%s batch_max_records=%d batch_max_bytes=%d dial_timeout=%s",
-		c.Addr, creds, c.DB, start, c.WindowSize, c.PageSize, c.PollInterval,
-		joinOr(c.Types, "all"), joinOr(c.SkipEventTypes, "none"), c.BatchMaxRecords, c.BatchMaxBytes, c.DialTimeout)
+	sessions := "off"
+	if c.Sessions {
+		sessions = fmt.Sprintf("on session_concurrency=%d skip_session_types=%s", c.SessionConcurrency, joinOr(c.SkipSessionTypes, "none"))
+	}
+	return fmt.Sprintf("addr=%s %s db=%s start_time=%s export_mode=%s export_concurrency=%d window_size=%s page_size=%d poll_interval=%s settle_period=%s types=%s skip_event_types=%s sessions=%s batch_max_records=%d batch_max_bytes=%d dial_timeout=%s",
+		c.Addr, creds, c.DB, start, c.ExportMode, c.ExportConcurrency, c.WindowSize, c.PageSize, c.PollInterval, c.SettlePeriod,
+		joinOr(c.Types, "all"), joinOr(c.SkipEventTypes, "none"), sessions, c.BatchMaxRecords, c.BatchMaxBytes, c.DialTimeout)
 }
 
 func joinOr(l []string, empty string) string {
@@ -299,6 +350,17 @@ func parseDurationIn(v string, lo, hi time.Duration) (time.Duration, error) {
 		return 0, errors.New("out of range")
 	}
 	return d, nil
+}
+
+// parseBool accepts Fluent Bit's boolean words.
+func parseBool(v string) (bool, error) {
+	switch strings.ToLower(v) {
+	case "on", "true", "yes":
+		return true, nil
+	case "off", "false", "no":
+		return false, nil
+	}
+	return false, errors.New("not on or off")
 }
 
 func parseIntIn(v string, lo, hi int) (int, error) {
@@ -368,14 +430,16 @@ func parseTypes(v string) ([]string, error) {
 	return out, nil
 }
 
-// IdentityPermissionWarning says whether a credential file is readable by
-// users other than its owner, which exposes the cluster's trust.
+// IdentityPermissionWarning says whether a credential file is open to every
+// user of the machine ("others"), which exposes the cluster's trust. Group
+// access is left alone: Kubernetes mounts Secrets for a non-root pod
+// through its fsGroup.
 func IdentityPermissionWarning(path string) string {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return ""
 	}
-	if mode := fi.Mode().Perm(); mode&0o077 != 0 {
+	if mode := fi.Mode().Perm(); mode&0o007 != 0 {
 		return fmt.Sprintf("credential file %s is readable by other users (mode %04o): run `chmod 600 %s`", path, mode, path)
 	}
 	return ""

@@ -34,6 +34,12 @@ func TestParseDefaults(t *testing.T) {
 	assert.Equal(t, 16000000, c.BatchMaxBytes)
 	assert.Equal(t, 10*time.Second, c.DialTimeout)
 	assert.True(t, c.StartTime.IsZero(), "start_time defaults to now, resolved at first start")
+	assert.Equal(t, ModeAuto, c.ExportMode)
+	assert.Equal(t, 3, c.ExportConcurrency)
+	assert.Equal(t, time.Minute, c.SettlePeriod)
+	assert.False(t, c.Sessions)
+	assert.Equal(t, 5, c.SessionConcurrency)
+	assert.Equal(t, []string{"print"}, c.SkipSessionTypes)
 	assert.Empty(t, c.Types)
 	assert.Empty(t, c.SkipEventTypes)
 }
@@ -56,6 +62,16 @@ func TestParseValues(t *testing.T) {
 	assert.Equal(t, 2000000, c.BatchMaxBytes)
 	assert.Equal(t, 3*time.Second, c.DialTimeout)
 	assert.Equal(t, []string{"c.pem", "k.pem", "ca.pem"}, c.CredentialFiles())
+}
+
+func TestParseSessionAndExportSettings(t *testing.T) {
+	c, err := Parse(with("export_mode", "BULK", "settle_period", "off", "sessions", "yes", "session_concurrency", "2", "skip_session_types", "none"))
+	require.NoError(t, err)
+	assert.Equal(t, ModeBulk, c.ExportMode)
+	assert.Zero(t, c.SettlePeriod)
+	assert.True(t, c.Sessions)
+	assert.Equal(t, 2, c.SessionConcurrency)
+	assert.Empty(t, c.SkipSessionTypes)
 }
 
 func TestParseDurationForms(t *testing.T) {
@@ -94,6 +110,11 @@ func TestParseErrors(t *testing.T) {
 		{"batch bytes garbage", with("batch_max_bytes", "16Q"), []string{`"batch_max_bytes" = "16Q"`, "not a size"}},
 		{"batch bytes tiny", with("batch_max_bytes", "10"), []string{`"batch_max_bytes" = "10"`, "out of range"}},
 		{"dial timeout", with("dial_timeout", "0"), []string{`"dial_timeout" = "0"`}},
+		{"export mode", with("export_mode", "fast"), []string{`"export_mode" = "fast": not a mode; accepted: auto (bulk export where`}},
+		{"export concurrency", with("export_concurrency", "100"), []string{`"export_concurrency" = "100"`, "1 to 32"}},
+		{"settle", with("settle_period", "2d"), []string{`"settle_period" = "2d": out of range`}},
+		{"sessions", with("sessions", "maybe"), []string{`"sessions" = "maybe": not on or off`}},
+		{"session concurrency", with("session_concurrency", "0"), []string{`"session_concurrency" = "0"`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse(tc.in)
@@ -150,6 +171,8 @@ func TestIdentityPermissionWarning(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "identity")
 	require.NoError(t, os.WriteFile(p, []byte("x"), 0o600))
 	assert.Empty(t, IdentityPermissionWarning(p))
+	require.NoError(t, os.Chmod(p, 0o440))
+	assert.Empty(t, IdentityPermissionWarning(p), "group access (Kubernetes fsGroup) is fine")
 	require.NoError(t, os.Chmod(p, 0o644))
 	assert.Contains(t, IdentityPermissionWarning(p), "chmod 600 "+p)
 	assert.Empty(t, IdentityPermissionWarning(filepath.Join(t.TempDir(), "missing")))

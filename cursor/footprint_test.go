@@ -26,7 +26,7 @@ func BenchmarkFootprint(b *testing.B) {
 		sp := s.Space("cluster/teleport.0")
 		tail := strings.Repeat(`"6d2a6f9c-2f1e-4d8e-9d4b-1c8a3b7e0f21",`, 50)
 		for n := 0; n < 86400; n++ {
-			if err := sp.Commit([]Mark{mark{"search", fmt.Sprintf(`{"from":%d,"tail":[%s]}`, n, tail)}}); err != nil {
+			if err := sp.Commit([]Mark{mark{"search", fmt.Sprintf(`{"from":%d,"tail":[%s]}`, n, tail)}}, nil); err != nil {
 				b.Fatal(err)
 			}
 		}

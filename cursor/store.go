@@ -25,11 +25,27 @@ type Logger interface {
 
 // Mark is a position to persist once everything queued before it has been
 // handed to Fluent Bit. Value is called only for the last Mark of each key in
-// a batch, so building it may cost more than building the Mark.
+// a batch, so building it may cost more than building the Mark. A nil Value
+// deletes the key.
 type Mark interface {
 	Key() string
 	Value() []byte
 }
+
+// Delete is a Mark that removes a key.
+type Delete string
+
+// Key implements Mark.
+func (d Delete) Key() string { return string(d) }
+
+// Value implements Mark.
+func (d Delete) Value() []byte { return nil }
+
+// SeenKey is the index entry recording that the event with this uid, from
+// this UTC date, was handed to Fluent Bit.
+func SeenKey(date, uid string) string { return seenPrefix + date + "/" + uid }
+
+const seenPrefix = "seen/"
 
 // Store is one Badger database. Instances in one process that name the same
 // directory share it; Badger's directory lock keeps other processes out.
@@ -172,15 +188,35 @@ func (sp *Space) Set(key string, val []byte) error {
 	})
 }
 
-// Commit stores the marks of one batch in one transaction, so the positions
-// of a batch move together. A batch too large for one transaction (thousands
-// of marks) is split; each mark stays self-consistent on its own.
-func (sp *Space) Commit(marks []Mark) error {
-	for len(marks) > 0 {
+// Commit stores the marks of one batch, and the index entries of the events
+// it carried, in one transaction, so the positions of a batch move together.
+// A batch too large for one transaction is split; every mark stays
+// self-consistent on its own, and the index only ever errs towards "not seen".
+func (sp *Space) Commit(marks []Mark, seen []string) error {
+	type op struct {
+		key []byte
+		val []byte
+		del bool
+	}
+	ops := make([]op, 0, len(marks)+len(seen))
+	for _, m := range marks {
+		v := m.Value()
+		ops = append(ops, op{key: []byte(sp.prefix + m.Key()), val: v, del: v == nil})
+	}
+	for _, k := range seen {
+		ops = append(ops, op{key: []byte(sp.prefix + k), val: []byte{}})
+	}
+	for len(ops) > 0 {
 		n := 0
 		err := sp.db.Update(func(txn *badger.Txn) error {
-			for _, m := range marks {
-				if err := txn.Set([]byte(sp.prefix+m.Key()), m.Value()); err != nil {
+			for _, o := range ops {
+				var err error
+				if o.del {
+					err = txn.Delete(o.key)
+				} else {
+					err = txn.Set(o.key, o.val)
+				}
+				if err != nil {
 					if errors.Is(err, badger.ErrTxnTooBig) && n > 0 {
 						return nil
 					}
@@ -193,9 +229,73 @@ func (sp *Space) Commit(marks []Mark) error {
 		if err != nil {
 			return err
 		}
-		marks = marks[n:]
+		ops = ops[n:]
 	}
 	return nil
+}
+
+// Has reports whether key is set.
+func (sp *Space) Has(key string) (bool, error) {
+	err := sp.db.View(func(txn *badger.Txn) error {
+		_, err := txn.Get([]byte(sp.prefix + key))
+		return err
+	})
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// Scan calls fn for every key under prefix, in key order, with the key
+// relative to the space.
+func (sp *Space) Scan(prefix string, fn func(key string, val []byte) error) error {
+	return sp.db.View(func(txn *badger.Txn) error {
+		p := []byte(sp.prefix + prefix)
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: p, PrefetchValues: false})
+		defer it.Close()
+		for it.Seek(p); it.ValidForPrefix(p); it.Next() {
+			item := it.Item()
+			val, err := item.ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			if err := fn(strings.TrimPrefix(string(item.Key()), sp.prefix), val); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// PruneSeen deletes the index entries of dates before (YYYY-MM-DD, which
+// sorts like the dates) and returns how many it removed.
+func (sp *Space) PruneSeen(before string) (int, error) {
+	p := []byte(sp.prefix + seenPrefix)
+	stop := sp.prefix + seenPrefix + before
+	var keys [][]byte
+	err := sp.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: p, PrefetchValues: false})
+		defer it.Close()
+		for it.Seek(p); it.ValidForPrefix(p); it.Next() {
+			k := it.Item().KeyCopy(nil)
+			if string(k) >= stop {
+				break
+			}
+			keys = append(keys, k)
+		}
+		return nil
+	})
+	if err != nil || len(keys) == 0 {
+		return 0, err
+	}
+	wb := sp.db.NewWriteBatch()
+	defer wb.Cancel()
+	for _, k := range keys {
+		if err := wb.Delete(k); err != nil {
+			return 0, err
+		}
+	}
+	return len(keys), wb.Flush()
 }
 
 type badgerLogger struct{ l Logger }

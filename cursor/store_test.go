@@ -45,8 +45,8 @@ func TestSpacesAreIsolatedAndSurviveReopen(t *testing.T) {
 	require.NoError(t, err)
 	assert.False(t, ok)
 
-	require.NoError(t, a.Commit([]Mark{mark{"search", "1"}, mark{"chunk", "x"}}))
-	require.NoError(t, a.Commit([]Mark{mark{"search", "2"}}))
+	require.NoError(t, a.Commit([]Mark{mark{"search", "1"}, mark{"chunk", "x"}}, nil))
+	require.NoError(t, a.Commit([]Mark{mark{"search", "2"}}, nil))
 	require.NoError(t, b.Set("search", []byte("b")))
 	require.NoError(t, s.Close())
 
@@ -87,7 +87,7 @@ func TestLargeCommitIsSplit(t *testing.T) {
 	for i := 0; i < 8; i++ {
 		marks = append(marks, mark{fmt.Sprintf("k%d", i), big})
 	}
-	require.NoError(t, sp.Commit(marks))
+	require.NoError(t, sp.Commit(marks, nil))
 	for i := 0; i < 8; i++ {
 		v, ok, err := sp.Get(fmt.Sprintf("k%d", i))
 		require.NoError(t, err)
@@ -113,4 +113,46 @@ func TestSecondProcessGetsClearError(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, string(out))
 	assert.Contains(t, string(out), "is in use by another process (another Fluent Bit?): each Fluent Bit needs its own db directory")
+}
+
+func TestDeleteMarksIndexScanAndPrune(t *testing.T) {
+	s, err := Open(t.TempDir(), testLog{t})
+	require.NoError(t, err)
+	defer s.Close()
+	sp := s.Space("c/i")
+	require.NoError(t, sp.Commit([]Mark{mark{"bulk/2026-01-01/a", "1"}, mark{"bulk/2026-01-01/b", "2"}, mark{"bulk/2026-01-02/c", "3"}},
+		[]string{SeenKey("2026-01-01", "u1"), SeenKey("2026-01-02", "u2"), SeenKey("2026-01-03", "u3")}))
+
+	var keys []string
+	require.NoError(t, sp.Scan("bulk/2026-01-01/", func(k string, v []byte) error {
+		keys = append(keys, k+"="+string(v))
+		return nil
+	}))
+	assert.Equal(t, []string{"bulk/2026-01-01/a=1", "bulk/2026-01-01/b=2"}, keys)
+
+	require.NoError(t, sp.Commit([]Mark{Delete("bulk/2026-01-01/a")}, nil))
+	_, ok, err := sp.Get("bulk/2026-01-01/a")
+	require.NoError(t, err)
+	assert.False(t, ok, "a nil value deletes")
+
+	has := func(date, uid string) bool {
+		ok, err := sp.Has(SeenKey(date, uid))
+		require.NoError(t, err)
+		return ok
+	}
+	assert.True(t, has("2026-01-01", "u1"))
+	assert.False(t, has("2026-01-01", "nope"))
+	n, err := sp.PruneSeen("2026-01-03")
+	require.NoError(t, err)
+	assert.Equal(t, 2, n)
+	assert.False(t, has("2026-01-01", "u1"))
+	assert.False(t, has("2026-01-02", "u2"))
+	assert.True(t, has("2026-01-03", "u3"))
+	assert.False(t, s.Space("other/i").mustHas(t, SeenKey("2026-01-03", "u3")), "spaces stay apart")
+}
+
+func (sp *Space) mustHas(t *testing.T, key string) bool {
+	ok, err := sp.Has(key)
+	require.NoError(t, err)
+	return ok
 }

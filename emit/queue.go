@@ -26,6 +26,7 @@ type Queue struct {
 type item struct {
 	rec  []byte // nil for a position-only item
 	mark cursor.Mark
+	seen string // index entry to write with the batch, if any
 }
 
 // NewQueue holds at most maxRecords records or maxBytes bytes (a single
@@ -35,18 +36,20 @@ func NewQueue(maxRecords, maxBytes int) *Queue {
 }
 
 // Put appends a record (or, with rec == nil, only a position) and waits for
-// room while the queue is full. It returns ctx.Err() if ctx ends first.
-func (q *Queue) Put(ctx context.Context, rec []byte, m cursor.Mark) error {
+// room while the queue is full. seen, if not empty, is an index entry
+// (cursor.SeenKey) to commit with the record. It returns ctx.Err() if ctx
+// ends first.
+func (q *Queue) Put(ctx context.Context, rec []byte, m cursor.Mark, seen string) error {
 	for {
 		q.mu.Lock()
-		if n := len(q.items); rec == nil && n > q.head && q.items[n-1].rec == nil && sameKey(q.items[n-1].mark, m) {
+		if n := len(q.items); rec == nil && seen == "" && n > q.head && q.items[n-1].rec == nil && q.items[n-1].seen == "" && sameKey(q.items[n-1].mark, m) {
 			// A run of positions without events needs only its last one.
 			q.items[n-1].mark = m
 			q.mu.Unlock()
 			return nil
 		}
 		if rec == nil || q.records == 0 || (q.records < q.maxItems && q.bytes < q.maxBytes) {
-			q.items = append(q.items, item{rec: rec, mark: m})
+			q.items = append(q.items, item{rec: rec, mark: m, seen: seen})
 			if rec != nil {
 				q.records++
 				q.bytes += len(rec)
@@ -71,10 +74,12 @@ type Batch struct {
 	// Marks holds the last position of each key in the batch: committing
 	// them after Fluent Bit took the batch moves every stream past it.
 	Marks []cursor.Mark
+	// Seen holds the index entries of the batch's events.
+	Seen []string
 }
 
 // Empty reports whether the batch carries neither records nor positions.
-func (b *Batch) Empty() bool { return len(b.Records) == 0 && len(b.Marks) == 0 }
+func (b *Batch) Empty() bool { return len(b.Records) == 0 && len(b.Marks) == 0 && len(b.Seen) == 0 }
 
 // CopyTo writes the concatenated records into dst, which holds b.Size bytes.
 func (b *Batch) CopyTo(dst []byte) {
@@ -88,6 +93,13 @@ func (b *Batch) CopyTo(dst []byte) {
 // one record if any is queued), with the positions queued among them.
 func (q *Queue) Take(maxRecords, maxBytes int) *Batch {
 	b := &Batch{}
+	q.TakeInto(b, maxRecords, maxBytes)
+	return b
+}
+
+// TakeInto is Take adding to b, whose records count against the limits.
+func (q *Queue) TakeInto(b *Batch, maxRecords, maxBytes int) {
+	taken, size := len(b.Records), b.Size
 	q.mu.Lock()
 	i := q.head
 	for ; i < len(q.items); i++ {
@@ -100,23 +112,25 @@ func (q *Queue) Take(maxRecords, maxBytes int) *Batch {
 			b.Size += len(it.rec)
 		}
 		b.Marks = setMark(b.Marks, it.mark)
+		if it.seen != "" {
+			b.Seen = append(b.Seen, it.seen)
+		}
 		q.items[i] = item{}
 	}
 	q.head = i
-	q.records -= len(b.Records)
-	q.bytes -= b.Size
+	q.records -= len(b.Records) - taken
+	q.bytes -= b.Size - size
 	if q.head == len(q.items) {
 		q.items, q.head = q.items[:0], 0
 	} else if q.head > len(q.items)/2 {
 		n := copy(q.items, q.items[q.head:])
 		q.items, q.head = q.items[:n], 0
 	}
-	if len(b.Records) > 0 {
+	if len(b.Records) > taken {
 		close(q.room)
 		q.room = make(chan struct{})
 	}
 	q.mu.Unlock()
-	return b
 }
 
 // Len returns the queued records and their bytes.

@@ -59,7 +59,10 @@ type Encoder struct {
 	levels [][]entry // scratch per nesting depth, reused between records
 }
 
-type entry struct{ key, val []byte }
+type entry struct {
+	key, val []byte
+	packed   bool // val is msgpack already (a field the plugin adds)
+}
 
 // maxDepth matches protobuf-go's recursion limit.
 const maxDepth = 100
@@ -75,7 +78,25 @@ func (e *Encoder) AppendRecord(dst []byte, sec int64, nsec int32, body []byte) (
 	dst = append(dst, 0x92, 0x92)
 	dst = appendEventTime(dst, sec, nsec)
 	dst = append(dst, 0x80) // empty metadata map
-	return e.appendStruct(dst, body, 0)
+	return e.appendStruct(dst, body, 0, nil)
+}
+
+// StreamKey is the field that marks session recording events, so a
+// rewrite_tag filter can route them apart from audit events.
+const StreamKey = "teleport_stream"
+
+// AppendSessionRecord is AppendRecord for an event of a session recording:
+// the body also gets teleport_stream: "session", and the session id as sid
+// when the event has none (print events do not carry it).
+func (e *Encoder) AppendSessionRecord(dst []byte, sec int64, nsec int32, body []byte, sid string) ([]byte, error) {
+	dst = append(dst, 0x92, 0x92)
+	dst = appendEventTime(dst, sec, nsec)
+	dst = append(dst, 0x80)
+	extra := []entry{
+		{key: []byte(StreamKey), val: appendString(nil, []byte("session")), packed: true},
+		{key: []byte("sid"), val: appendString(nil, []byte(sid)), packed: true},
+	}
+	return e.appendStruct(dst, body, 0, extra)
 }
 
 func appendEventTime(dst []byte, sec int64, nsec int32) []byte {
@@ -85,7 +106,8 @@ func appendEventTime(dst []byte, sec int64, nsec int32) []byte {
 }
 
 // appendStruct: message Struct { map<string, Value> fields = 1; }
-func (e *Encoder) appendStruct(dst, b []byte, depth int) ([]byte, error) {
+// extra fields are added where the Struct lacks them.
+func (e *Encoder) appendStruct(dst, b []byte, depth int, extra []entry) ([]byte, error) {
 	if depth >= maxDepth {
 		return nil, errors.New("protobuf Struct nested too deeply")
 	}
@@ -113,6 +135,11 @@ func (e *Encoder) appendStruct(dst, b []byte, depth int) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The plugin's fields go first, so that with a stable sort the event's
+	// own field of the same name comes later and wins.
+	if len(extra) > 0 {
+		entries = append(append(make([]entry, 0, len(extra)+len(entries)), extra...), entries...)
+	}
 	// Sorted keys; for a repeated key the last one wins, as in protobuf.
 	slices.SortStableFunc(entries, func(a, b entry) int { return bytes.Compare(a.key, b.key) })
 	n := 0
@@ -129,6 +156,10 @@ func (e *Encoder) appendStruct(dst, b []byte, depth int) ([]byte, error) {
 	for i := range entries {
 		kv := e.levels[depth][i]
 		dst = appendString(dst, kv.key)
+		if kv.packed {
+			dst = append(dst, kv.val...)
+			continue
+		}
 		if dst, err = e.appendValue(dst, kv.val, depth+1); err != nil {
 			return nil, err
 		}
@@ -176,7 +207,7 @@ func (e *Encoder) appendValue(dst, b []byte, depth int) ([]byte, error) {
 		}
 		return append(dst, 0xc2), nil
 	case 5:
-		return e.appendStruct(dst, payload, depth)
+		return e.appendStruct(dst, payload, depth, nil)
 	case 6:
 		return e.appendList(dst, payload, depth)
 	default: // null_value, or no kind set

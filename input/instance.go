@@ -1,12 +1,11 @@
-// Package input runs one teleport input: a goroutine fetches audit events
-// into a bounded queue, Fluent Bit's collect callback takes batches from it,
-// and positions are committed once Fluent Bit has taken a batch.
+// Package input runs one teleport input: goroutines fetch audit events (and
+// session recordings) into bounded queues, Fluent Bit's collect callback
+// takes batches from them, and positions are committed once Fluent Bit has
+// taken a batch.
 package input
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -51,8 +50,14 @@ type Instance struct {
 	dial  teleportsrc.Dialer
 	now   func() time.Time
 	store *cursor.Store
-	queue *emit.Queue
 	space atomic.Pointer[cursor.Space]
+
+	// Audit events and session recordings queue apart, so that neither
+	// holds the other up.
+	audit    *emit.Queue
+	sessions *emit.Queue
+
+	encoders sync.Pool
 
 	cancel   context.CancelFunc
 	done     chan struct{}
@@ -62,22 +67,21 @@ type Instance struct {
 	paused  bool
 	resumed chan struct{} // closed on Resume
 
-	encoder emit.Encoder
-	scratch []byte
-
 	stats Stats
 }
 
 // Stats are the instance's counters, safe to read from any goroutine.
 type Stats struct {
-	Records   atomic.Int64 // handed to Fluent Bit
-	Bytes     atomic.Int64
-	Batches   atomic.Int64
-	Retries   atomic.Int64
-	Errors    atomic.Int64
-	Connected atomic.Bool
-	// NewestSecond is the newest event second handed over (unix seconds).
+	Records        atomic.Int64 // handed to Fluent Bit
+	Bytes          atomic.Int64
+	Batches        atomic.Int64
+	SessionRecords atomic.Int64
+	Retries        atomic.Int64
+	Errors         atomic.Int64
+	Connected      atomic.Bool
+	// NewestSecond is the newest audit event second handed over (unix seconds).
 	NewestSecond atomic.Int64
+	Mode         atomic.Value // string: "bulk" or "search" once chosen
 }
 
 // New opens the position store; it does not touch the network, so it is
@@ -94,12 +98,15 @@ func New(o Options) (*Instance, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Instance{
+	x := &Instance{
 		cfg: o.Config, name: o.Name, log: o.Log, dial: o.Dial, now: o.Now,
-		store: store,
-		queue: emit.NewQueue(o.Config.BatchMaxRecords, o.Config.BatchMaxBytes),
-		done:  make(chan struct{}),
-	}, nil
+		store:    store,
+		audit:    emit.NewQueue(o.Config.BatchMaxRecords, o.Config.BatchMaxBytes),
+		sessions: emit.NewQueue(o.Config.BatchMaxRecords, o.Config.BatchMaxBytes),
+		done:     make(chan struct{}),
+	}
+	x.encoders.New = func() any { return &encoder{} }
+	return x, nil
 }
 
 // Stats exposes the counters.
@@ -116,9 +123,9 @@ func (x *Instance) Start() {
 }
 
 // Stop ends fetching and releases the store, waiting at most timeout for the
-// fetcher: Fluent Bit's shutdown and hot reload must not wait on the network.
-// Events still queued are dropped; they were never committed, so the next
-// start fetches them again.
+// fetchers: Fluent Bit's shutdown and hot reload must not wait on the
+// network. Events still queued are dropped; they were never committed, so
+// the next start fetches them again. Stop may be called more than once.
 func (x *Instance) Stop(timeout time.Duration) {
 	x.stopOnce.Do(func() { x.stop(timeout) })
 }
@@ -157,6 +164,13 @@ func (x *Instance) Resume() {
 	}
 }
 
+// Paused reports whether Fluent Bit paused the input.
+func (x *Instance) Paused() bool {
+	x.pauseMu.Lock()
+	defer x.pauseMu.Unlock()
+	return x.paused
+}
+
 // waitRunning blocks while paused.
 func (x *Instance) waitRunning(ctx context.Context) error {
 	x.pauseMu.Lock()
@@ -174,8 +188,14 @@ func (x *Instance) waitRunning(ctx context.Context) error {
 }
 
 // Collect takes what is ready, up to the batch limits, without waiting.
+// While both queues hold records, session recordings get a quarter of the
+// batch, so a backlog of either never starves the other.
 func (x *Instance) Collect() *emit.Batch {
-	return x.queue.Take(x.cfg.BatchMaxRecords, x.cfg.BatchMaxBytes)
+	maxRec, maxBytes := x.cfg.BatchMaxRecords, x.cfg.BatchMaxBytes
+	b := x.sessions.Take(max(maxRec/4, 1), max(maxBytes/4, 1))
+	x.audit.TakeInto(b, maxRec, maxBytes)
+	x.sessions.TakeInto(b, maxRec, maxBytes)
+	return b
 }
 
 // Commit moves the positions past a batch Fluent Bit has taken.
@@ -191,172 +211,75 @@ func (x *Instance) Commit(b *emit.Batch) {
 		}
 	}
 	sp := x.space.Load()
-	if sp == nil || len(b.Marks) == 0 {
+	if sp == nil || (len(b.Marks) == 0 && len(b.Seen) == 0) {
 		return
 	}
-	if err := sp.Commit(b.Marks); err != nil {
+	if err := sp.Commit(b.Marks, b.Seen); err != nil {
 		x.stats.Errors.Add(1)
 		x.log.Errorf("cannot save the position in db %s: %v (events after the last saved position will be sent again after a restart)", x.cfg.DB, err)
 	}
 }
 
-// Event implements teleportsrc.Sink: encode and queue one record.
-func (x *Instance) Event(ctx context.Context, ev *teleportsrc.Event, after cursor.Mark) error {
-	rec, err := x.encoder.AppendRecord(x.scratch[:0], ev.Seconds, ev.Nanos, ev.Body)
-	x.scratch = rec
+// encoder is one goroutine's record encoder and scratch buffer.
+type encoder struct {
+	enc     emit.Encoder
+	scratch []byte
+}
+
+// sink puts the readers' output into one queue; safe for concurrent use
+// (bulk chunks and recordings are read by several goroutines).
+type sink struct {
+	x       *Instance
+	q       *emit.Queue
+	session bool
+}
+
+func (s sink) Event(ctx context.Context, ev *teleportsrc.Event, after cursor.Mark) error {
+	if err := s.x.waitRunning(ctx); err != nil {
+		return err
+	}
+	e := s.x.encoders.Get().(*encoder)
+	var rec []byte
+	var err error
+	if s.session {
+		rec, err = e.enc.AppendSessionRecord(e.scratch[:0], ev.Seconds, ev.Nanos, ev.Body, ev.Session)
+	} else {
+		rec, err = e.enc.AppendRecord(e.scratch[:0], ev.Seconds, ev.Nanos, ev.Body)
+	}
+	e.scratch = rec
+	var out []byte
+	if err == nil {
+		out = append([]byte(nil), rec...)
+	}
+	s.x.encoders.Put(e)
+	seen := ""
+	if ev.Remember {
+		seen = cursor.SeenKey(ev.Date(), ev.ID)
+	}
 	if err != nil {
 		// Never hand Fluent Bit a record that does not decode: one bad record
 		// loses the rest of its chunk. This one can never succeed, so move on.
-		x.stats.Errors.Add(1)
-		x.log.Errorf("skipping event %s (%s): its body from Teleport is not valid protobuf: %v", ev.ID, ev.Type, err)
-		return x.queue.Put(ctx, nil, after)
+		s.x.stats.Errors.Add(1)
+		s.x.log.Errorf("skipping event %s (%s): its body from Teleport is not valid protobuf: %v", ev.ID, ev.Type, err)
+		return s.q.Put(ctx, nil, after, seen)
 	}
-	return x.queue.Put(ctx, append([]byte(nil), rec...), after)
-}
-
-// Progress implements teleportsrc.Sink.
-func (x *Instance) Progress(ctx context.Context, at cursor.Mark) error {
-	return x.queue.Put(ctx, nil, at)
-}
-
-func (x *Instance) run(ctx context.Context) {
-	creds := teleportsrc.NewCredentials(x.cfg)
-	retry := teleportsrc.Backoff{Min: retryMin, Max: retryMax}
-	var search *teleportsrc.Search
-	for ctx.Err() == nil {
-		if x.waitRunning(ctx) != nil {
-			return
-		}
-		err := x.session(ctx, creds, &search, &retry)
-		x.stats.Connected.Store(false)
-		if ctx.Err() != nil {
-			return
-		}
-		x.stats.Errors.Add(1)
-		x.stats.Retries.Add(1)
-		delay := retry.Next()
-		x.log.Errorf("%v; retrying in %s", err, delay.Round(100*time.Millisecond))
-		if teleportsrc.Sleep(ctx, delay) != nil {
-			return
-		}
+	if s.session {
+		s.x.stats.SessionRecords.Add(1)
 	}
+	return s.q.Put(ctx, out, after, seen)
 }
 
-// session connects once and reads until an error.
-func (x *Instance) session(ctx context.Context, creds *teleportsrc.Credentials, search **teleportsrc.Search, retry *teleportsrc.Backoff) error {
-	if err := x.loadCredentials(creds); err != nil {
+func (s sink) Progress(ctx context.Context, at cursor.Mark) error {
+	if err := s.x.waitRunning(ctx); err != nil {
 		return err
 	}
-	if err := creds.CheckValid(x.now()); err != nil {
-		return err
-	}
-	clt, err := x.dial(ctx, x.cfg.Addr, creds, x.cfg.DialTimeout)
-	if err != nil {
-		return errors.New("cannot connect: " + teleportsrc.Explain(err, x.cfg.Addr, creds.Describe()))
-	}
-	defer clt.Close()
-	ping, err := clt.Ping(ctx)
-	if err != nil {
-		return errors.New("cannot reach the Auth Service: " + teleportsrc.Explain(err, x.cfg.Addr, creds.Describe()))
-	}
-	if *search == nil {
-		pos, err := x.openSpace(ping.ClusterName)
-		if err != nil {
-			return err
-		}
-		*search = teleportsrc.NewSearch(teleportsrc.SearchConfig{
-			Window: x.cfg.WindowSize, PageSize: x.cfg.PageSize, Types: x.cfg.Types, Skip: x.cfg.SkipEventTypes,
-		}, pos, x.now)
-	} else if want := x.space.Load().Name(); want != ping.ClusterName+"/"+x.name {
-		return fmt.Errorf("connected to cluster %q, but this input exports %q: restart Fluent Bit after changing clusters", ping.ClusterName, want)
-	}
-	x.stats.Connected.Store(true)
-	x.log.Infof("connected to Teleport cluster %q (version %s) at %s with %s; exporting from %s",
-		ping.ClusterName, ping.ServerVersion, x.cfg.Addr, creds.Describe(), (*search).Position().FromTime().Format(time.RFC3339))
-	for {
-		if err := x.waitRunning(ctx); err != nil {
-			return err
-		}
-		if err := x.loadCredentials(creds); err != nil {
-			x.log.Warnf("keeping the loaded credentials: %v", err)
-		}
-		idle, err := (*search).Step(ctx, clt, x)
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return errors.New("reading audit events failed: " + teleportsrc.Explain(err, x.cfg.Addr, creds.Describe()))
-		}
-		retry.Reset()
-		if idle {
-			if err := teleportsrc.Sleep(ctx, x.cfg.PollInterval); err != nil {
-				return err
-			}
-		}
-	}
+	return s.q.Put(ctx, nil, at, "")
 }
 
-// loadCredentials (re)reads the credential files if they changed.
-func (x *Instance) loadCredentials(creds *teleportsrc.Credentials) error {
-	loaded, warning, err := creds.Load()
-	if err != nil {
-		return err
-	}
-	if warning != "" {
-		x.log.Warnf("%s", warning)
-	}
-	if loaded {
-		if exp, ok := creds.Expiry(); ok {
-			x.log.Infof("loaded %s (valid until %s)", creds.Describe(), exp.UTC().Format(time.RFC3339))
-		}
-	}
-	return nil
-}
+// index answers from the delivered-event index in the db.
+type index struct{ sp *cursor.Space }
 
-// openSpace picks the key space of this cluster and instance and returns
-// where to resume. The first start records its start position at once, so a
-// restart before the first batch does not move it to a later "now".
-func (x *Instance) openSpace(cluster string) (teleportsrc.SearchPosition, error) {
-	sp := x.store.Space(cluster + "/" + x.name)
-	raw, ok, err := sp.Get(teleportsrc.SearchKey)
-	if err != nil {
-		return teleportsrc.SearchPosition{}, fmt.Errorf("reading db %s: %w", x.cfg.DB, err)
-	}
-	if ok {
-		pos, err := teleportsrc.ParseSearchPosition(raw)
-		if err != nil {
-			return pos, fmt.Errorf("db %s: %w; remove the key space by deleting the db directory, or set another alias", x.cfg.DB, err)
-		}
-		x.checkStartTime(sp)
-		x.space.Store(sp)
-		x.log.Infof("resuming from the position saved in db %s for %s", x.cfg.DB, sp.Name())
-		return pos, nil
-	}
-	start := x.cfg.StartTime
-	if start.IsZero() {
-		start = x.now().UTC().Truncate(time.Second)
-	}
-	pos := teleportsrc.SearchPosition{From: start.Unix()}
-	if err := sp.Set(startTimeKey, []byte(start.Format(time.RFC3339))); err != nil {
-		return pos, fmt.Errorf("writing db %s: %w", x.cfg.DB, err)
-	}
-	if err := sp.Commit([]cursor.Mark{pos}); err != nil {
-		return pos, fmt.Errorf("writing db %s: %w", x.cfg.DB, err)
-	}
-	x.space.Store(sp)
-	x.log.Infof("no saved position for %s in db %s: starting at %s", sp.Name(), x.cfg.DB, start.Format(time.RFC3339))
-	return pos, nil
-}
-
-const startTimeKey = "start_time"
-
-func (x *Instance) checkStartTime(sp *cursor.Space) {
-	if x.cfg.StartTime.IsZero() {
-		return
-	}
-	stored, _, _ := sp.Get(startTimeKey)
-	if string(stored) != x.cfg.StartTime.Format(time.RFC3339) {
-		x.log.Warnf("start_time %s is ignored: db %s already holds a position for %s (started at %s); to export from start_time instead, stop Fluent Bit and delete the db directory, or give this input another alias",
-			x.cfg.StartTime.Format(time.RFC3339), x.cfg.DB, sp.Name(), stored)
-	}
+func (i index) Seen(date, uid string) bool {
+	ok, err := i.sp.Has(cursor.SeenKey(date, uid))
+	return ok && err == nil
 }

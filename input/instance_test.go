@@ -230,8 +230,8 @@ func TestQueueBoundsMemory(t *testing.T) {
 	f := newFixture(t)
 	f.seed(500, "e")
 	x, _ := f.start(t, nil, "batch_max_records", "50")
-	require.Eventually(t, func() bool { r, _ := x.queue.Len(); return r == 50 }, 10*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { r, _ := x.audit.Len(); return r == 50 }, 10*time.Second, 5*time.Millisecond)
 	time.Sleep(200 * time.Millisecond) // the fetcher is blocked, not growing the queue
-	r, _ := x.queue.Len()
+	r, _ := x.audit.Len()
 	assert.Equal(t, 50, r)
 }

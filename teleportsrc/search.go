@@ -19,8 +19,15 @@ type Sink interface {
 	// Event hands over one event and the position just after it.
 	Event(ctx context.Context, ev *Event, after cursor.Mark) error
 	// Progress records a position reached without an event to hand over
-	// (a filtered event, an empty time window).
+	// (a filtered event, an empty time window, a finished chunk).
 	Progress(ctx context.Context, at cursor.Mark) error
+}
+
+// Index answers whether an event was handed over already: the
+// delivered-event index, for events that may be read twice (late-event
+// re-scans, a switch between export modes).
+type Index interface {
+	Seen(date, uid string) bool
 }
 
 // SearchKey is the cursor key of the search reader.
@@ -34,6 +41,9 @@ const SearchKey = "search"
 type SearchPosition struct {
 	From int64    `json:"from"`
 	Tail []string `json:"tail,omitempty"`
+	// CheckUntil: events up to this second may have been handed over by the
+	// bulk export before a switch to search; the index says which.
+	CheckUntil int64 `json:"check_until,omitempty"`
 }
 
 // Key implements cursor.Mark.
@@ -41,7 +51,7 @@ func (p SearchPosition) Key() string { return SearchKey }
 
 // Value implements cursor.Mark.
 func (p SearchPosition) Value() []byte {
-	b, _ := json.Marshal(p) // a struct of an int and strings cannot fail
+	b, _ := json.Marshal(p) // a struct of ints and strings cannot fail
 	return b
 }
 
@@ -63,6 +73,17 @@ type SearchConfig struct {
 	PageSize int
 	Types    []string
 	Skip     []string
+	// Settle is how far behind the newest event delivered the reader looks
+	// again, once caught up, for events that became visible late (DynamoDB,
+	// Firestore, several Auth Services). 0 turns the re-scan off.
+	Settle time.Duration
+	// Index is consulted for events that may have been handed over before.
+	Index Index
+	// Watch sees every event read, exported or filtered out (sessions are
+	// found through it).
+	Watch func(*Event)
+	// Logf reports events skipped for size and late events.
+	Logf func(format string, args ...any)
 }
 
 // Search reads the audit log in ascending time order through
@@ -80,7 +101,11 @@ type Search struct {
 	// the query in progress
 	key      string
 	from, to time.Time
-	open     bool // to is "now": the window is still filling
+	open     bool      // to is "now": the window is still filling
+	skipTo   time.Time // start queries after an event too large to return
+
+	recent     map[string]int64 // uids handed over lately, by second
+	lastRescan time.Time
 
 	Stats SearchStats
 }
@@ -91,11 +116,16 @@ type SearchStats struct {
 	Events     int64 // handed to the sink
 	Skipped    int64 // filtered by type
 	Duplicates int64 // re-read and dropped by id
+	Late       int64 // found by the settle re-scan
+	Oversized  int64 // too large for Teleport to return
 }
 
 // NewSearch resumes from pos.
 func NewSearch(cfg SearchConfig, pos SearchPosition, now func() time.Time) *Search {
-	s := &Search{cfg: cfg, now: now, pos: pos, seen: map[string]bool{}, types: set(cfg.Types), skip: set(cfg.Skip)}
+	if cfg.Logf == nil {
+		cfg.Logf = func(string, ...any) {}
+	}
+	s := &Search{cfg: cfg, now: now, pos: pos, seen: map[string]bool{}, types: set(cfg.Types), skip: set(cfg.Skip), recent: map[string]int64{}}
 	for _, id := range pos.Tail {
 		s.seen[id] = true
 	}
@@ -112,7 +142,10 @@ func (s *Search) Step(ctx context.Context, c Client, sink Sink) (idle bool, err 
 	if s.key == "" {
 		now := s.now().UTC()
 		s.from = s.pos.FromTime()
-		s.to = s.from.Add(s.cfg.Window)
+		if s.skipTo.After(s.from) {
+			s.from = s.skipTo
+		}
+		s.to = s.pos.FromTime().Add(s.cfg.Window)
 		s.open = !s.to.Before(now)
 		if s.open {
 			s.to = now
@@ -122,8 +155,11 @@ func (s *Search) Step(ctx context.Context, c Client, sink Sink) (idle bool, err 
 		}
 	}
 	s.Stats.Queries++
-	page, err := c.SearchEvents(ctx, s.request())
+	page, err := c.SearchEvents(ctx, s.request(s.from, s.to, s.key, types.EventOrderAscending))
 	if err != nil {
+		if big, ok := ParseOversized(err); ok {
+			return false, s.skipOversized(ctx, c, big)
+		}
 		return false, err
 	}
 	for i := range page.Events {
@@ -139,29 +175,32 @@ func (s *Search) Step(ctx context.Context, c Client, sink Sink) (idle bool, err 
 	}
 	s.key = ""
 	if s.open {
+		if err := s.rescan(ctx, c, sink); err != nil {
+			return false, err
+		}
 		return true, nil
 	}
 	// The window is closed and read to the end: move on to the next one.
 	if end := s.to.Unix(); end > s.pos.From {
-		s.pos = SearchPosition{From: end}
+		s.pos = SearchPosition{From: end, CheckUntil: s.pos.CheckUntil}
 		clear(s.seen)
 		return false, sink.Progress(ctx, s.pos)
 	}
 	return false, nil
 }
 
-func (s *Search) request() *auditlogpb.GetUnstructuredEventsRequest {
+func (s *Search) request(from, to time.Time, key string, order types.EventOrder) *auditlogpb.GetUnstructuredEventsRequest {
 	req := &auditlogpb.GetUnstructuredEventsRequest{}
 	req.SetNamespace("default")
-	req.SetStartDate(timestamppb.New(s.from))
-	req.SetEndDate(timestamppb.New(s.to))
+	req.SetStartDate(timestamppb.New(from))
+	req.SetEndDate(timestamppb.New(to))
 	req.SetEventTypes(s.cfg.Types)
 	req.SetLimit(int32(s.cfg.PageSize))
-	req.SetStartKey(s.key)
-	// Ascending. The enum names 0 "descending", but the Auth Service reads
-	// the number as types.EventOrder, where 0 is ascending; the api client
-	// sends types.EventOrderAscending (0) the same way.
-	req.SetOrder(auditlogpb.Order(types.EventOrderAscending))
+	req.SetStartKey(key)
+	// The enum names 0 "descending", but the Auth Service reads the number
+	// as types.EventOrder, where 0 is ascending; the api client sends
+	// types.EventOrderAscending the same way.
+	req.SetOrder(auditlogpb.Order(order))
 	return req
 }
 
@@ -172,9 +211,13 @@ func (s *Search) deliver(ctx context.Context, ev *Event, sink Sink) error {
 	case sec == s.pos.From && s.seen[id]:
 		s.Stats.Duplicates++
 		return nil
+	case sec <= s.pos.CheckUntil && s.cfg.Index != nil && s.cfg.Index.Seen(ev.Date(), id):
+		// Handed over by the bulk export before the switch to search.
+		s.Stats.Duplicates++
+		return nil
 	case sec > s.pos.From:
 		// A fresh slice: earlier positions share the old one.
-		s.pos = SearchPosition{From: sec, Tail: []string{id}}
+		s.pos = SearchPosition{From: sec, Tail: []string{id}, CheckUntil: s.pos.CheckUntil}
 		clear(s.seen)
 		s.seen[id] = true
 	case sec == s.pos.From:
@@ -183,12 +226,81 @@ func (s *Search) deliver(ctx context.Context, ev *Event, sink Sink) error {
 		// Below From only if the server breaks ascending order: hand it over
 		// (at least once) without moving the position back.
 	}
+	return s.hand(ctx, ev, s.pos, sink)
+}
+
+// hand passes an event (or, if it is filtered out, only its position) on.
+func (s *Search) hand(ctx context.Context, ev *Event, at SearchPosition, sink Sink) error {
+	if s.cfg.Watch != nil {
+		s.cfg.Watch(ev)
+	}
 	if s.skip[ev.Type] || (len(s.types) > 0 && !s.types[ev.Type]) {
 		s.Stats.Skipped++
-		return sink.Progress(ctx, s.pos)
+		return sink.Progress(ctx, at)
+	}
+	if s.cfg.Settle > 0 && ev.Seconds >= s.now().Add(-2*s.cfg.Settle).Unix() {
+		// Recent: a re-scan may read it again, here or after a restart.
+		ev.Remember = true
+		s.recent[ev.ID] = ev.Seconds
 	}
 	s.Stats.Events++
-	return sink.Event(ctx, ev, s.pos)
+	return sink.Event(ctx, ev, at)
+}
+
+// rescan looks again, once per half settle period, at the events behind the
+// newest one handed over that are recent enough to have been invisible when
+// the reader passed them (within the settle period of now), and hands over
+// those it did not see before. Every event it could meet was remembered when
+// handed over.
+func (s *Search) rescan(ctx context.Context, c Client, sink Sink) error {
+	now := s.now()
+	if s.cfg.Settle <= 0 || now.Sub(s.lastRescan) < s.cfg.Settle/2 {
+		return nil
+	}
+	s.lastRescan = now
+	from := s.pos.FromTime().Add(-s.cfg.Settle)
+	if recent := now.Add(-s.cfg.Settle); from.Before(recent) {
+		from = recent
+	}
+	to := s.pos.FromTime().Add(time.Second - time.Nanosecond)
+	for id, sec := range s.recent {
+		if sec < now.Add(-2*s.cfg.Settle).Unix() {
+			delete(s.recent, id)
+		}
+	}
+	if to.Before(from) {
+		return nil // the newest event handed over is older than the settle period
+	}
+	key := ""
+	for {
+		s.Stats.Queries++
+		page, err := c.SearchEvents(ctx, s.request(from, to, key, types.EventOrderAscending))
+		if err != nil {
+			if _, ok := ParseOversized(err); ok {
+				return nil // the main reader handles it; the next re-scan starts over
+			}
+			return err
+		}
+		for i := range page.Events {
+			ev := &page.Events[i]
+			if _, ok := s.recent[ev.ID]; ok || (ev.Seconds == s.pos.From && s.seen[ev.ID]) {
+				continue
+			}
+			if s.cfg.Index != nil && s.cfg.Index.Seen(ev.Date(), ev.ID) {
+				continue
+			}
+			s.Stats.Late++
+			s.cfg.Logf("found late event %s (%s) from %s, %s after it happened", ev.ID, ev.Type,
+				ev.Time().Format(time.RFC3339Nano), now.Sub(ev.Time()).Round(time.Millisecond))
+			if err := s.hand(ctx, ev, s.pos, sink); err != nil {
+				return err
+			}
+		}
+		if page.LastKey == "" {
+			return nil
+		}
+		key = page.LastKey
+	}
 }
 
 func set(l []string) map[string]bool {

@@ -20,7 +20,16 @@ type Event struct {
 	Nanos   int32
 	Index   int64
 	Body    []byte // google.protobuf.Struct, wire format
+
+	// Set by the readers for the sink:
+	Session  string // the recording this event belongs to, if any
+	Remember bool   // record the uid in the delivered-event index
 }
+
+// Date is the event's UTC date, as the delivered-event index keys it.
+func (e *Event) Date() string { return dateOf(e.Seconds) }
+
+func dateOf(sec int64) string { return time.Unix(sec, 0).UTC().Format(time.DateOnly) }
 
 // Time is the event time.
 func (e *Event) Time() time.Time { return time.Unix(e.Seconds, int64(e.Nanos)).UTC() }
@@ -88,6 +97,25 @@ func ParseEvent(b []byte) (Event, error) {
 		return ev, fmt.Errorf("%w: event %s has nanos %d", errWire, ev.ID, ev.Nanos)
 	}
 	return ev, nil
+}
+
+// ParseExportEvent reads teleport.auditlog.v1.ExportEventUnstructured:
+// { EventUnstructured event = 1; string cursor = 2; }
+func ParseExportEvent(b []byte) (Event, string, error) {
+	var ev Event
+	var cursor string
+	err := walk(b, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) error {
+		switch {
+		case num == 1 && typ == protowire.BytesType:
+			var err error
+			ev, err = ParseEvent(v)
+			return err
+		case num == 2 && typ == protowire.BytesType:
+			cursor = string(v)
+		}
+		return nil
+	})
+	return ev, cursor, err
 }
 
 // walk calls fn for each field: v is the payload of a bytes field, x the

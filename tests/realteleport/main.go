@@ -18,7 +18,8 @@
 //
 // A failing command answers "err <reason>". With -manifest, every event it
 // emits (seeded or emitted later) is appended to that file as
-// "uid<TAB>type<TAB>RFC3339Nano time" before the ready line or the answer.
+// "uid<TAB>type<TAB>RFC3339Nano time<TAB>session id or nothing" before the
+// ready line or the answer.
 package main
 
 import (
@@ -99,6 +100,11 @@ func run(o options, stdin io.Reader, stdout io.Writer) error {
 	case o.days < 1:
 		return trace.BadParameter("-days must be at least 1")
 	}
+	// A signal during start-up is handled once the server is ready.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sig)
+
 	logrus.SetOutput(os.Stderr)
 	logrus.SetLevel(logrus.WarnLevel)
 	if o.verbose {
@@ -184,14 +190,8 @@ func run(o options, stdin io.Reader, stdout io.Writer) error {
 		s.tls.Addr().String(), o.identity, o.cluster, o.events, strings.Join(sids, ","), firstText); err != nil {
 		return trace.Wrap(err)
 	}
-	if f, ok := stdout.(*os.File); ok {
-		f.Sync()
-	}
 
 	// Commands until quit, EOF or a signal.
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
-	defer signal.Stop(sig)
 	lines := make(chan string)
 	go func() {
 		defer close(lines)
@@ -345,7 +345,11 @@ func writeManifest(f *os.File, ev apievents.AuditEvent) error {
 	if f == nil {
 		return nil
 	}
-	_, err := fmt.Fprintf(f, "%s\t%s\t%s\n", ev.GetID(), ev.GetType(), ev.GetTime().UTC().Format(time.RFC3339Nano))
+	sid := ""
+	if s, ok := ev.(interface{ GetSessionID() string }); ok {
+		sid = s.GetSessionID()
+	}
+	_, err := fmt.Fprintf(f, "%s\t%s\t%s\t%s\n", ev.GetID(), ev.GetType(), ev.GetTime().UTC().Format(time.RFC3339Nano), sid)
 	return trace.Wrap(err)
 }
 
@@ -425,7 +429,7 @@ func (s *server) recordSession(ctx context.Context, gen *generator, manifest *os
 	defer clt.Close()
 
 	sid := string(session.NewID())
-	stream, err := clt.CreateAuditStream(ctx, sid)
+	stream, err := clt.CreateAuditStream(ctx, session.ID(sid))
 	if err != nil {
 		return "", trace.Wrap(err)
 	}
@@ -474,7 +478,7 @@ func (s *server) recordSession(ctx context.Context, gen *generator, manifest *os
 			}
 		}
 		if time.Now().After(deadline) {
-			return "", trace.LimitExceeded("no session.upload for session %s within 30s (stream error: %v)", sid, stream.Error())
+			return "", trace.LimitExceeded("no session.upload for session %s within 30s", sid)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

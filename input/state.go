@@ -1,0 +1,137 @@
+package input
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/fluent-bit-teleport/fluent-bit-teleport/conf"
+	"github.com/fluent-bit-teleport/fluent-bit-teleport/cursor"
+	"github.com/fluent-bit-teleport/fluent-bit-teleport/teleportsrc"
+)
+
+const (
+	modeKey      = "mode"
+	startTimeKey = "start_time"
+)
+
+// state is what a key space holds for one input.
+type state struct {
+	mode      string // the export mode last used, "" before any
+	startTime string // RFC 3339, written at the first start
+	search    *teleportsrc.SearchPosition
+	bulk      teleportsrc.BulkState
+	sessions  map[string]teleportsrc.SessionPosition
+}
+
+func loadState(sp *cursor.Space) (state, error) {
+	var st state
+	mode, _, err := sp.Get(modeKey)
+	if err != nil {
+		return st, err
+	}
+	st.mode = string(mode)
+	start, _, err := sp.Get(startTimeKey)
+	if err != nil {
+		return st, err
+	}
+	st.startTime = string(start)
+	raw, ok, err := sp.Get(teleportsrc.SearchKey)
+	if err != nil {
+		return st, err
+	}
+	if ok {
+		pos, err := teleportsrc.ParseSearchPosition(raw)
+		if err != nil {
+			return st, err
+		}
+		st.search = &pos
+		if st.mode == "" {
+			st.mode = conf.ModeSearch // saved before modes existed
+		}
+	}
+	if st.bulk, err = teleportsrc.LoadBulkState(sp); err != nil {
+		return st, err
+	}
+	st.sessions, err = teleportsrc.LoadSessions(sp)
+	return st, err
+}
+
+// startTime is where the export began: saved at the first start, so that
+// a restart before the first batch does not move it to a later "now".
+func (x *Instance) startTime(sp *cursor.Space, st state) time.Time {
+	if st.startTime != "" {
+		saved, err := time.Parse(time.RFC3339, st.startTime)
+		if err == nil {
+			if !x.cfg.StartTime.IsZero() && !x.cfg.StartTime.Equal(saved) {
+				x.log.Warnf("start_time %s is ignored: db %s already holds a position for %s (started at %s); to export from start_time instead, stop Fluent Bit and delete the db directory, or give this input another alias",
+					x.cfg.StartTime.Format(time.RFC3339), x.cfg.DB, sp.Name(), st.startTime)
+			}
+			x.log.Infof("resuming from the position saved in db %s for %s", x.cfg.DB, sp.Name())
+			return saved
+		}
+	}
+	start := x.cfg.StartTime
+	if start.IsZero() {
+		start = x.now().UTC().Truncate(time.Second)
+	}
+	if err := sp.Set(startTimeKey, []byte(start.Format(time.RFC3339))); err != nil {
+		x.log.Errorf("writing db %s: %v", x.cfg.DB, err)
+	}
+	x.log.Infof("no saved position for %s in db %s: starting at %s", sp.Name(), x.cfg.DB, start.Format(time.RFC3339))
+	return start
+}
+
+// searchStart is the search reader's position, switching from the bulk
+// export if that ran last.
+func (x *Instance) searchStart(sp *cursor.Space, st state, start time.Time) (teleportsrc.SearchPosition, error) {
+	var pos teleportsrc.SearchPosition
+	switch {
+	case st.mode == conf.ModeBulk:
+		// Everything before the bulk export's oldest open date is out; within
+		// the open dates the index knows what it handed over.
+		from := start
+		if d := st.bulk.OldestOpenDate(); d != "" {
+			t, _ := time.Parse(time.DateOnly, d)
+			from = t
+		} else if d := st.bulk.LastDoneDate(); d != "" {
+			t, _ := time.Parse(time.DateOnly, d)
+			from = t.Add(24 * time.Hour)
+		}
+		if from.Before(start) {
+			from = start
+		}
+		pos = teleportsrc.SearchPosition{From: from.Unix(), CheckUntil: x.now().Unix()}
+		x.log.Infof("switching from bulk export to search at %s; events the bulk export already handed over are recognised and not sent again", from.Format(time.RFC3339))
+	case st.search != nil:
+		return *st.search, nil
+	default:
+		pos = teleportsrc.SearchPosition{From: start.Unix()}
+	}
+	if err := sp.Commit([]cursor.Mark{pos}, nil); err != nil {
+		return pos, fmt.Errorf("writing db %s: %w", x.cfg.DB, err)
+	}
+	return pos, nil
+}
+
+// bulkStart returns the bulk state to resume and, on a switch from search,
+// where the search left off (nil when the bulk export just continues); a
+// switch clears stale bulk positions.
+func (x *Instance) bulkStart(sp *cursor.Space, st state) (*teleportsrc.SearchPosition, teleportsrc.BulkState, error) {
+	if st.mode != conf.ModeSearch || st.search == nil {
+		return nil, st.bulk, nil
+	}
+	var stale []cursor.Mark
+	err := sp.Scan("bulk/", func(key string, _ []byte) error {
+		stale = append(stale, cursor.Delete(key))
+		return nil
+	})
+	if err == nil {
+		err = sp.Commit(stale, nil)
+	}
+	if err != nil {
+		return nil, st.bulk, fmt.Errorf("writing db %s: %w", x.cfg.DB, err)
+	}
+	x.log.Infof("switching from search to bulk export at %s: the export starts on that UTC date and leaves out what the search already handed over",
+		st.search.FromTime().Format(time.RFC3339))
+	return st.search, teleportsrc.BulkState{}, nil
+}

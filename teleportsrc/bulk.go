@@ -1,0 +1,379 @@
+package teleportsrc
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gravitational/trace"
+
+	"github.com/fluent-bit-teleport/fluent-bit-teleport/cursor"
+)
+
+// Cursor keys of the bulk export: one per chunk, one per finished date.
+const bulkPrefix = "bulk/"
+
+// ChunkPosition is where the export of one chunk stands.
+type ChunkPosition struct {
+	Date   string `json:"-"`
+	Chunk  string `json:"-"`
+	Cursor string `json:"cursor,omitempty"`
+	Done   bool   `json:"done,omitempty"`
+}
+
+// Key implements cursor.Mark.
+func (p ChunkPosition) Key() string { return bulkPrefix + p.Date + "/" + p.Chunk }
+
+// Value implements cursor.Mark.
+func (p ChunkPosition) Value() []byte {
+	b, _ := json.Marshal(p)
+	return b
+}
+
+// dateDone marks a UTC date whose every chunk is exported and which is past
+// the revisit window.
+type dateDone string
+
+func (d dateDone) Key() string   { return bulkPrefix + string(d) }
+func (d dateDone) Value() []byte { return []byte(`{"done":true}`) }
+
+// BulkState is what the bulk export has saved: finished dates and the
+// chunks of the others.
+type BulkState struct {
+	DoneDates map[string]bool
+	Chunks    map[string]map[string]ChunkPosition // date → chunk → position
+}
+
+// LoadBulkState reads the saved state from a key space.
+func LoadBulkState(sp *cursor.Space) (BulkState, error) {
+	st := BulkState{DoneDates: map[string]bool{}, Chunks: map[string]map[string]ChunkPosition{}}
+	err := sp.Scan(bulkPrefix, func(key string, val []byte) error {
+		rest := strings.TrimPrefix(key, bulkPrefix)
+		date, chunk, isChunk := strings.Cut(rest, "/")
+		if !isChunk {
+			st.DoneDates[date] = true
+			return nil
+		}
+		var p ChunkPosition
+		if err := json.Unmarshal(val, &p); err != nil {
+			return fmt.Errorf("stored position of chunk %s is corrupt: %w", key, err)
+		}
+		p.Date, p.Chunk = date, chunk
+		if st.Chunks[date] == nil {
+			st.Chunks[date] = map[string]ChunkPosition{}
+		}
+		st.Chunks[date][chunk] = p
+		return nil
+	})
+	return st, err
+}
+
+// Empty reports whether nothing was ever exported in bulk.
+func (st BulkState) Empty() bool { return len(st.DoneDates) == 0 && len(st.Chunks) == 0 }
+
+// OldestOpenDate is the first date the bulk export has not finished, or ""
+// if it started none.
+func (st BulkState) OldestOpenDate() string {
+	var open []string
+	for d := range st.Chunks {
+		if !st.DoneDates[d] {
+			open = append(open, d)
+		}
+	}
+	sort.Strings(open)
+	if len(open) == 0 {
+		return ""
+	}
+	return open[0]
+}
+
+// LastDoneDate is the newest finished date, or "".
+func (st BulkState) LastDoneDate() string {
+	last := ""
+	for d := range st.DoneDates {
+		if d > last {
+			last = d
+		}
+	}
+	return last
+}
+
+// ProbeBulk asks once whether the cluster supports bulk export, as the
+// Event Handler does: backends without it answer NotImplemented.
+func ProbeBulk(ctx context.Context, c Client, now time.Time) (bool, error) {
+	_, err := c.ExportChunks(ctx, now.Add(48*time.Hour))
+	switch {
+	case err == nil:
+		return true, nil
+	case trace.IsNotImplemented(err):
+		return false, nil
+	}
+	return false, err
+}
+
+// BulkConfig tunes the bulk export.
+type BulkConfig struct {
+	// Start: the first date exported is Start's UTC date, and on that date
+	// events before Start are left out.
+	Start       time.Time
+	Concurrency int
+	Types, Skip []string
+	// Revisit is how many dates behind today keep being listed for chunks
+	// that appear late.
+	Revisit int
+	// Poll is how often chunk lists are read again once all are exported.
+	Poll time.Duration
+	// After, when switching from search, is where the search stopped:
+	// events before it were handed over. Those within Settle before it are
+	// checked against Index instead, since late ones may be missing.
+	After  *SearchPosition
+	Settle time.Duration
+	Index  Index
+	Watch  func(*Event)
+	Logf   func(format string, args ...any)
+}
+
+// Bulk exports the audit log by UTC date and chunk (GetEventExportChunks,
+// ExportUnstructuredEvents), several chunks at once, with a cursor per
+// chunk. Events within a date come in no particular order.
+type Bulk struct {
+	cfg   BulkConfig
+	now   func() time.Time
+	types map[string]bool
+	skip  map[string]bool
+
+	mu    sync.Mutex
+	state BulkState
+	// Stats are updated by several goroutines; read them with StatsNow.
+	stats BulkStats
+}
+
+// BulkStats counts what the bulk export did.
+type BulkStats struct {
+	Chunks, Events, Skipped, Dates int64
+}
+
+// NewBulk resumes from the saved state.
+func NewBulk(cfg BulkConfig, state BulkState, now func() time.Time) *Bulk {
+	if cfg.Concurrency < 1 {
+		cfg.Concurrency = 1
+	}
+	if cfg.Logf == nil {
+		cfg.Logf = func(string, ...any) {}
+	}
+	if state.DoneDates == nil {
+		state = BulkState{DoneDates: map[string]bool{}, Chunks: map[string]map[string]ChunkPosition{}}
+	}
+	return &Bulk{cfg: cfg, now: now, state: state, types: set(cfg.Types), skip: set(cfg.Skip)}
+}
+
+// StatsNow returns a copy of the counters.
+func (b *Bulk) StatsNow() BulkStats {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.stats
+}
+
+// Run exports until ctx ends or a call fails. Called again after a failure,
+// it resumes where it stood (chunks handed over in part continue from their
+// cursor).
+func (b *Bulk) Run(ctx context.Context, c Client, sink Sink) error {
+	for {
+		if err := b.pass(ctx, c, sink); err != nil {
+			return err
+		}
+		if err := Sleep(ctx, b.cfg.Poll); err != nil {
+			return err
+		}
+	}
+}
+
+func (b *Bulk) firstDate() time.Time {
+	first := b.cfg.Start
+	if b.cfg.After != nil && b.cfg.After.FromTime().After(first) {
+		first = b.cfg.After.FromTime()
+	}
+	return first.UTC().Truncate(24 * time.Hour)
+}
+
+// pass lists and exports every date from the first open one to today.
+func (b *Bulk) pass(ctx context.Context, c Client, sink Sink) error {
+	today := b.now().UTC().Truncate(24 * time.Hour)
+	for day := b.firstDate(); !day.After(today); day = day.Add(24 * time.Hour) {
+		date := day.Format(time.DateOnly)
+		b.mu.Lock()
+		done := b.state.DoneDates[date]
+		b.mu.Unlock()
+		if done {
+			continue
+		}
+		if err := b.exportDate(ctx, c, sink, day); err != nil {
+			return err
+		}
+		// A date past the revisit window gets no late chunks any more.
+		if today.Sub(day) > time.Duration(b.cfg.Revisit)*24*time.Hour {
+			if err := b.finishDate(ctx, sink, date); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (b *Bulk) exportDate(ctx context.Context, c Client, sink Sink, day time.Time) error {
+	date := day.Format(time.DateOnly)
+	chunks, err := c.ExportChunks(ctx, day)
+	if err != nil {
+		return fmt.Errorf("listing the export chunks of %s: %w", date, err)
+	}
+	var todo []ChunkPosition
+	b.mu.Lock()
+	if b.state.Chunks[date] == nil {
+		b.state.Chunks[date] = map[string]ChunkPosition{}
+	}
+	for _, id := range chunks {
+		p, ok := b.state.Chunks[date][id]
+		if !ok {
+			p = ChunkPosition{Date: date, Chunk: id}
+		}
+		if !p.Done {
+			todo = append(todo, p)
+		}
+	}
+	b.mu.Unlock()
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	sem := make(chan struct{}, b.cfg.Concurrency)
+	errs := make(chan error, len(todo))
+	var wg sync.WaitGroup
+	for _, p := range todo {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Add(1)
+		go func(p ChunkPosition) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := b.exportChunk(ctx, c, sink, day, p); err != nil {
+				errs <- err
+				cancel()
+			}
+		}(p)
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return err
+	}
+	return ctx.Err()
+}
+
+func (b *Bulk) exportChunk(ctx context.Context, c Client, sink Sink, day time.Time, p ChunkPosition) error {
+	err := c.ExportEvents(ctx, day, p.Chunk, p.Cursor, func(ev *Event, next string) error {
+		p.Cursor = next
+		b.mu.Lock()
+		b.state.Chunks[p.Date][p.Chunk] = p
+		b.mu.Unlock()
+		if b.cfg.Watch != nil {
+			b.cfg.Watch(ev)
+		}
+		if !b.wanted(ev) {
+			b.count(func(s *BulkStats) { s.Skipped++ })
+			return sink.Progress(ctx, p)
+		}
+		// Every event of an open date goes into the index, so that a
+		// switch to search can tell what this export handed over.
+		ev.Remember = true
+		b.count(func(s *BulkStats) { s.Events++ })
+		return sink.Event(ctx, ev, p)
+	})
+	if err != nil {
+		if errors.Is(err, context.Canceled) {
+			return err
+		}
+		return fmt.Errorf("exporting chunk %s of %s: %w", p.Chunk, p.Date, err)
+	}
+	p.Done = true
+	b.mu.Lock()
+	b.state.Chunks[p.Date][p.Chunk] = p
+	b.stats.Chunks++
+	b.mu.Unlock()
+	return sink.Progress(ctx, p)
+}
+
+// wanted applies start_time, the switch point from search, and the filters.
+func (b *Bulk) wanted(ev *Event) bool {
+	if ev.Seconds < b.cfg.Start.Unix() {
+		return false
+	}
+	if a := b.cfg.After; a != nil && ev.Seconds <= a.From {
+		if ev.Seconds < a.From-int64(b.cfg.Settle/time.Second) {
+			return false
+		}
+		if ev.Seconds == a.From && contains(a.Tail, ev.ID) {
+			return false
+		}
+		if b.cfg.Index != nil && b.cfg.Index.Seen(ev.Date(), ev.ID) {
+			return false
+		}
+	}
+	if b.skip[ev.Type] || (len(b.types) > 0 && !b.types[ev.Type]) {
+		return false
+	}
+	return true
+}
+
+// finishDate records a date as done and drops its chunk positions.
+func (b *Bulk) finishDate(ctx context.Context, sink Sink, date string) error {
+	b.mu.Lock()
+	chunks := b.state.Chunks[date]
+	delete(b.state.Chunks, date)
+	b.state.DoneDates[date] = true
+	b.stats.Dates++
+	b.mu.Unlock()
+	if err := sink.Progress(ctx, dateDone(date)); err != nil {
+		return err
+	}
+	for id := range chunks {
+		if err := sink.Progress(ctx, cursor.Delete(ChunkPosition{Date: date, Chunk: id}.Key())); err != nil {
+			return err
+		}
+	}
+	b.cfg.Logf("exported %s in full (%d chunks)", date, len(chunks))
+	return nil
+}
+
+func (b *Bulk) count(f func(*BulkStats)) {
+	b.mu.Lock()
+	f(&b.stats)
+	b.mu.Unlock()
+}
+
+// OldestOpenDate is the first date not finished yet.
+func (b *Bulk) OldestOpenDate() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if d := b.state.OldestOpenDate(); d != "" {
+		return d
+	}
+	return b.firstDate().Format(time.DateOnly)
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,614 @@
+package integration
+
+// Tests against a real Teleport Auth Service: tests/realteleport builds
+// realauthd, Teleport 13.3.8's Auth Service in a process of its own (a
+// separate Go module: Teleport's main module must never be linked into the
+// plugin), with the file audit log that self-hosted clusters use. The first
+// test to need it builds it with `go build` into build/realauthd; that takes
+// about 4-5 minutes and ~2.3 GB of RAM on 2 cores when Go's build cache is
+// cold, and downloads about 300 MB of modules from the Go module proxy when
+// the module cache is cold. A warm rebuild takes under a second.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gravitational/teleport/api/client"
+	auditlogpb "github.com/gravitational/teleport/api/gen/proto/go/teleport/auditlog/v1"
+	"github.com/gravitational/teleport/api/types"
+	"github.com/gravitational/trace"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/fluent-bit-teleport/fluent-bit-teleport/tests/flbhost"
+	"github.com/fluent-bit-teleport/fluent-bit-teleport/tests/testenv"
+)
+
+// The real server writes events of its own next to the ones realauthd
+// emits: the role and user it creates, the certificate it signs, a
+// session.upload per completed recording, a session.recording.access per
+// recording read.
+var realServerEventTypes = map[string]bool{
+	"role.created": true, "user.create": true, "cert.create": true,
+	"session.upload": true, "session.recording.access": true,
+}
+
+// TestRealTeleportExportsSeededDaysInOrder: every event seeded over three
+// days (four day files of the file log) arrives exactly once, in time order,
+// with its time, through small pages and 24h windows.
+func TestRealTeleportExportsSeededDaysInOrder(t *testing.T) {
+	rt := startRealauthd(t, realauthdOptions{Events: 1500, Days: 3, Sessions: 1})
+	files, err := filepath.Glob(filepath.Join(rt.DataDir, "log", "*", "*.log"))
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, len(files), 3, "seeded events span several day files: %v", files)
+
+	h := host(t, flbhost.Options{})
+	idx := initOK(t, h, rt.props(t, "page_size", "100", "window_size", "24h"))
+	want := rt.Manifest(t)
+	recs := collectUntilUIDs(t, h, idx, 60*time.Second, want)
+
+	checkExactlyOnceInOrder(t, recs, want)
+	extra := map[string]int{}
+	for _, r := range recs {
+		if _, seeded := want.byUID[uidOf(r)]; !seeded {
+			typ, _ := r.Body["event"].(string)
+			assert.True(t, realServerEventTypes[typ], "unexpected event %s from the server: %v", typ, r.Body)
+			extra[typ]++
+		}
+	}
+	assert.Positive(t, extra["cert.create"]+extra["user.create"]+extra["role.created"], "the server's own events are exported too")
+	t.Logf("%d records: %d emitted by realauthd over %d day files, server events %v", len(recs), len(want.list), len(files), extra)
+}
+
+// TestRealTeleportFollowsNewEvents: once caught up, events written now
+// arrive within a few poll intervals.
+func TestRealTeleportFollowsNewEvents(t *testing.T) {
+	rt := startRealauthd(t, realauthdOptions{Events: 300, Days: 1})
+	h := host(t, flbhost.Options{})
+	idx := initOK(t, h, rt.props(t, "page_size", "100"))
+	collectUntilUIDs(t, h, idx, 30*time.Second, rt.Manifest(t))
+
+	for round := 0; round < 2; round++ {
+		fresh := rt.Emit(t, 20)
+		begin := time.Now()
+		collectUntilUIDs(t, h, idx, 15*time.Second, fresh)
+		t.Logf("20 new events arrived %v after they were written", time.Since(begin).Round(time.Millisecond))
+	}
+	checkExactlyOnceInOrder(t, records(t, h), rt.Manifest(t))
+}
+
+// TestRealTeleportResumesAfterRestart: a host stopped mid-export and a new
+// one on the same db deliver every event exactly once between them.
+func TestRealTeleportResumesAfterRestart(t *testing.T) {
+	rt := startRealauthd(t, realauthdOptions{Events: 1500, Days: 3})
+	want := rt.Manifest(t)
+	props := rt.props(t, "page_size", "100", "window_size", "24h", "batch_max_records", "50")
+
+	h1 := host(t, flbhost.Options{})
+	idx := initOK(t, h1, props)
+	_, err := h1.Drain(idx, 50, 30*time.Second, 0)
+	require.NoError(t, err, h1.Log())
+	_, err = h1.Quit()
+	require.NoError(t, err)
+	part1 := records(t, h1)
+	require.NotEmpty(t, part1)
+	require.Less(t, len(part1), len(want.list)/2, "stopped mid-export")
+
+	h2 := host(t, flbhost.Options{})
+	idx = initOK(t, h2, props)
+	missing := manifest{byUID: map[string]manifestEvent{}}
+	for _, e := range want.list {
+		if !containsUID(part1, e.UID) {
+			missing.add(e)
+		}
+	}
+	part2 := collectUntilUIDs(t, h2, idx, 60*time.Second, missing)
+	assert.Contains(t, h2.Log(), "resuming from the position saved in db")
+	checkExactlyOnceInOrder(t, append(part1, part2...), want)
+	t.Logf("first run %d records, second run %d", len(part1), len(part2))
+}
+
+// TestRealTeleportExportsSessionUploadEvents: a completed recording makes the
+// server write session.upload, which is an audit event like any other.
+func TestRealTeleportExportsSessionUploadEvents(t *testing.T) {
+	rt := startRealauthd(t, realauthdOptions{Events: 50, Days: 1, Sessions: 2})
+	require.Len(t, rt.Sessions, 2)
+	h := host(t, flbhost.Options{})
+	idx := initOK(t, h, rt.props(t))
+	want := rt.Manifest(t)
+	collectUntilUIDs(t, h, idx, 30*time.Second, want)
+
+	uploads := map[string][]flbhost.Record{}
+	testenv.Eventually(t, 15*time.Second, "a session.upload record per session", func() bool {
+		_, err := h.Collect(idx, 1)
+		require.NoError(t, err, h.Log())
+		clear(uploads)
+		for _, r := range records(t, h) {
+			if r.Body["event"] == "session.upload" {
+				sid, _ := r.Body["sid"].(string)
+				uploads[sid] = append(uploads[sid], r)
+			}
+		}
+		return len(uploads) == len(rt.Sessions)
+	})
+	for _, sid := range rt.Sessions {
+		require.Len(t, uploads[sid], 1, "one session.upload for session %s", sid)
+		r := uploads[sid][0]
+		assert.Equal(t, "T2005I", r.Body["code"])
+		assert.NotEmpty(t, r.Body["uid"])
+		assert.Equal(t, rt.Cluster, r.Body["cluster_name"])
+		assert.NotEmpty(t, r.Body["url"], "where the recording is stored")
+		assert.False(t, r.Time.Before(want.sessionEnd(t, sid)), "written when the recording is complete")
+	}
+	checkExactlyOnceInOrder(t, records(t, h), want)
+}
+
+// TestRealTeleportAPIAnswers pins what a Teleport 13.3.8 Auth Service with
+// the file audit log answers to the plugin's api client (the version in this
+// module's go.mod), for the calls the plugin uses or may use.
+func TestRealTeleportAPIAnswers(t *testing.T) {
+	rt := startRealauthd(t, realauthdOptions{Events: 700, Days: 2, Sessions: 1})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	clt, err := client.New(ctx, client.Config{
+		Addrs:       []string{rt.Addr},
+		Credentials: []client.Credentials{client.LoadIdentityFile(rt.Identity)},
+		DialTimeout: 10 * time.Second,
+	})
+	require.NoError(t, err)
+	defer clt.Close()
+
+	ping, err := clt.Ping(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, "13.3.8", ping.ServerVersion)
+	assert.Equal(t, rt.Cluster, ping.ClusterName)
+
+	// Paging: one query over the whole range, 100 per page, following the
+	// page keys. The file log's key is the uid of the page's last event.
+	want := rt.Manifest(t)
+	from, to := rt.First.Add(-time.Minute), time.Now().Add(time.Minute)
+	var got []*auditlogpb.EventUnstructured
+	key, pages := "", 0
+	for {
+		page, next, err := clt.SearchUnstructuredEvents(ctx, from, to, "default", nil, 100, types.EventOrderAscending, key)
+		require.NoError(t, err)
+		pages++
+		require.LessOrEqual(t, len(page), 100)
+		got = append(got, page...)
+		if next == "" {
+			break
+		}
+		require.NotEmpty(t, page)
+		assert.Equal(t, page[len(page)-1].GetId(), next, "the page key is the last event's uid")
+		key = next
+		require.Less(t, pages, 100, "paging does not end")
+	}
+	seen := map[string]int{}
+	for i, ev := range got {
+		seen[ev.GetId()]++
+		if i > 0 {
+			require.False(t, ev.GetTime().AsTime().Before(got[i-1].GetTime().AsTime()), "ascending at %d", i)
+		}
+	}
+	for _, e := range want.list {
+		assert.Equal(t, 1, seen[e.UID], "event %s once", e.UID)
+	}
+	t.Logf("SearchUnstructuredEvents: %d events in %d pages of at most 100", len(got), pages)
+
+	// Bulk export (newer Teleport) does not exist on this server.
+	chunksReq := &auditlogpb.GetEventExportChunksRequest{}
+	chunksReq.SetDate(timestamppb.New(rt.First))
+	chunks := clt.GetEventExportChunks(ctx, chunksReq)
+	for chunks.Next() {
+		t.Errorf("unexpected export chunk %v", chunks.Item())
+	}
+	err = chunks.Done()
+	t.Logf("GetEventExportChunks: %v", err)
+	assert.True(t, trace.IsNotImplemented(err), "GetEventExportChunks: want NotImplemented, got %v", err)
+
+	exportReq := &auditlogpb.ExportUnstructuredEventsRequest{}
+	exportReq.SetDate(timestamppb.New(rt.First))
+	exported := clt.ExportUnstructuredEvents(ctx, exportReq)
+	for exported.Next() {
+		t.Errorf("unexpected exported event %v", exported.Item())
+	}
+	err = exported.Done()
+	t.Logf("ExportUnstructuredEvents: %v", err)
+	assert.True(t, trace.IsNotImplemented(err), "ExportUnstructuredEvents: want NotImplemented, got %v", err)
+
+	// Unstructured session streaming does not exist on 13.3.8 either...
+	evC, errC := clt.StreamUnstructuredSessionEvents(ctx, rt.Sessions[0], 0)
+	select {
+	case ev, ok := <-evC:
+		t.Fatalf("StreamUnstructuredSessionEvents: unexpected event %v (open %v)", ev, ok)
+	case err := <-errC:
+		t.Logf("StreamUnstructuredSessionEvents: %v", err)
+		assert.True(t, trace.IsNotImplemented(err), "StreamUnstructuredSessionEvents: want NotImplemented, got %v", err)
+	case <-ctx.Done():
+		t.Fatal("StreamUnstructuredSessionEvents: no answer")
+	}
+
+	// ...while the typed stream returns the recording realauthd made.
+	typedC, typedErrC := clt.StreamSessionEvents(ctx, rt.Sessions[0], 0)
+	var kinds []string
+recv:
+	for {
+		select {
+		case ev, ok := <-typedC:
+			if !ok {
+				break recv
+			}
+			kinds = append(kinds, ev.GetType())
+		case err := <-typedErrC:
+			require.NoError(t, err)
+			break recv
+		case <-ctx.Done():
+			t.Fatal("StreamSessionEvents: no end")
+		}
+	}
+	assert.Equal(t, []string{"session.start", "resize", "print", "print", "print", "session.end"}, kinds)
+}
+
+// ---- helpers --------------------------------------------------------------
+
+type realauthdOptions struct {
+	Events, Days, Sessions int
+}
+
+// realauthd is a running tests/realteleport server.
+type realauthd struct {
+	Addr, Identity, Cluster string
+	Sessions                []string
+	First                   time.Time // the earliest seeded event
+	DataDir                 string
+
+	manifestPath string
+	db           string
+	cmd          *exec.Cmd
+	stdin        io.WriteCloser
+	lines        chan string
+	stderr       *lockedBuffer
+	exited       chan struct{}
+	mu           sync.Mutex
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+var (
+	realauthdOnce sync.Once
+	realauthdPath string
+	realauthdErr  error
+)
+
+// realauthdBinary builds tests/realteleport once per test process into
+// build/realauthd at the repository root. `go build` leaves an up-to-date
+// binary alone, so later runs cost about a second.
+func realauthdBinary(t *testing.T) string {
+	t.Helper()
+	realauthdOnce.Do(func() {
+		root, err := testenv.RepoRoot()
+		if err != nil {
+			realauthdErr = err
+			return
+		}
+		goBin, err := exec.LookPath("go")
+		if err != nil {
+			realauthdErr = fmt.Errorf("the real-Teleport tests build tests/realteleport and need the go command in PATH: %w", err)
+			return
+		}
+		realauthdPath = filepath.Join(root, "build", "realauthd")
+		// Its own module and its committed go.sum, whatever GOFLAGS says;
+		// no VCS stamp (the checkout may not be a usable git repository).
+		cmd := exec.Command(goBin, "build", "-mod=readonly", "-buildvcs=false", "-o", realauthdPath, ".")
+		cmd.Dir = filepath.Join(root, "tests", "realteleport")
+		cmd.Env = append(os.Environ(), "GOWORK=off")
+		begin := time.Now()
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			realauthdErr = fmt.Errorf("building realauthd (cd tests/realteleport && go build) failed after %v: %v\n%s\n"+
+				"A cold build needs the Go module proxy (about 300 MB of modules), about 2.3 GB of RAM and 4-5 minutes on 2 cores.",
+				time.Since(begin).Round(time.Second), err, out)
+			return
+		}
+		t.Logf("built %s in %v", realauthdPath, time.Since(begin).Round(100*time.Millisecond))
+	})
+	if realauthdErr != nil {
+		t.Fatal(realauthdErr)
+	}
+	return realauthdPath
+}
+
+// startRealauthd starts a realauthd, stopped when the test ends.
+func startRealauthd(t *testing.T, o realauthdOptions) *realauthd {
+	t.Helper()
+	bin := realauthdBinary(t)
+	dir := t.TempDir()
+	rt := &realauthd{
+		manifestPath: filepath.Join(dir, "manifest.tsv"),
+		DataDir:      filepath.Join(dir, "data"),
+		db:           filepath.Join(dir, "db"),
+		lines:        make(chan string, 16),
+		stderr:       &lockedBuffer{},
+		exited:       make(chan struct{}),
+	}
+	rt.cmd = exec.Command(bin,
+		"-identity", filepath.Join(dir, "identity"), "-manifest", rt.manifestPath, "-data", rt.DataDir,
+		"-events", strconv.Itoa(o.Events), "-days", strconv.Itoa(o.Days), "-sessions", strconv.Itoa(o.Sessions))
+	rt.cmd.Stderr = rt.stderr
+	var err error
+	rt.stdin, err = rt.cmd.StdinPipe()
+	require.NoError(t, err)
+	stdout, err := rt.cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, rt.cmd.Start(), "starting %s", bin)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			rt.lines <- sc.Text()
+		}
+		close(rt.lines)
+	}()
+	go func() {
+		rt.cmd.Wait()
+		close(rt.exited)
+	}()
+	t.Cleanup(func() { rt.stop(t) })
+
+	line := rt.next(t, 60*time.Second)
+	fields, ok := parseReady(line)
+	require.True(t, ok, "realauthd's first line is not a ready line: %q\nstderr:\n%s", line, rt.stderr.String())
+	rt.Addr, rt.Identity, rt.Cluster = fields["addr"], fields["identity"], fields["cluster"]
+	if s := fields["sessions"]; s != "" {
+		rt.Sessions = strings.Split(s, ",")
+	}
+	require.Len(t, rt.Sessions, o.Sessions, line)
+	require.Equal(t, strconv.Itoa(o.Events), fields["events"], line)
+	if o.Events > 0 {
+		rt.First, err = time.Parse(time.RFC3339, fields["first"])
+		require.NoError(t, err, line)
+	}
+	require.True(t, strings.HasPrefix(rt.Addr, "127.0.0.1:"), "loopback only: %s", rt.Addr)
+	return rt
+}
+
+func parseReady(line string) (map[string]string, bool) {
+	rest, ok := strings.CutPrefix(line, "ready ")
+	if !ok {
+		return nil, false
+	}
+	m := map[string]string{}
+	for _, f := range strings.Fields(rest) {
+		k, v, _ := strings.Cut(f, "=")
+		m[k] = v
+	}
+	for _, k := range []string{"addr", "identity", "cluster", "events", "sessions", "first"} {
+		if _, ok := m[k]; !ok {
+			return nil, false
+		}
+	}
+	return m, true
+}
+
+// next returns realauthd's next stdout line.
+func (rt *realauthd) next(t *testing.T, timeout time.Duration) string {
+	t.Helper()
+	select {
+	case line, ok := <-rt.lines:
+		if !ok {
+			<-rt.exited
+			t.Fatalf("realauthd exited (%v); stderr:\n%s", rt.cmd.ProcessState, rt.stderr.String())
+		}
+		return line
+	case <-time.After(timeout):
+		t.Fatalf("no answer from realauthd within %v; stderr:\n%s", timeout, rt.stderr.String())
+	}
+	return ""
+}
+
+// Emit makes the server write n events timed now and returns them.
+func (rt *realauthd) Emit(t *testing.T, n int) manifest {
+	t.Helper()
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	before := len(rt.Manifest(t).list)
+	_, err := fmt.Fprintf(rt.stdin, "emit %d\n", n)
+	require.NoError(t, err)
+	line := rt.next(t, 30*time.Second)
+	prefix := fmt.Sprintf("ok emitted %d last=", n)
+	require.True(t, strings.HasPrefix(line, prefix), "answer to emit: %q", line)
+	all := rt.Manifest(t)
+	require.Len(t, all.list, before+n)
+	out := manifest{byUID: map[string]manifestEvent{}}
+	for _, e := range all.list[before:] {
+		out.add(e)
+	}
+	require.Equal(t, strings.TrimPrefix(line, prefix), out.list[n-1].UID)
+	return out
+}
+
+// stop sends quit and waits for a clean exit (kills after 10 seconds).
+func (rt *realauthd) stop(t *testing.T) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	_, _ = io.WriteString(rt.stdin, "quit\n")
+	select {
+	case <-rt.exited:
+		if code := rt.cmd.ProcessState.ExitCode(); code != 0 {
+			t.Errorf("realauthd exited with %d; stderr:\n%s", code, rt.stderr.String())
+		}
+	case <-time.After(10 * time.Second):
+		_ = rt.cmd.Process.Kill()
+		<-rt.exited
+		t.Errorf("realauthd did not quit within 10s; killed")
+	}
+}
+
+// props are the plugin settings reading rt from a minute before its first
+// event into a fresh db.
+func (rt *realauthd) props(t *testing.T, kv ...string) map[string]string {
+	t.Helper()
+	p := map[string]string{
+		"addr": rt.Addr, "identity_file": rt.Identity, "db": rt.db,
+		"start_time":    rt.First.Add(-time.Minute).UTC().Format(time.RFC3339),
+		"poll_interval": "100ms", "dial_timeout": "10s",
+	}
+	for i := 0; i+1 < len(kv); i += 2 {
+		p[kv[i]] = kv[i+1]
+	}
+	return p
+}
+
+type manifestEvent struct {
+	UID, Type, SID string
+	Time           time.Time
+}
+
+// manifest lists the events realauthd emitted (seeded, recorded sessions'
+// audit events, emitted on command), in the order it wrote them.
+type manifest struct {
+	list  []manifestEvent
+	byUID map[string]manifestEvent
+}
+
+func (m *manifest) add(e manifestEvent) {
+	m.list = append(m.list, e)
+	m.byUID[e.UID] = e
+}
+
+// sessionEnd is the time of the session.end of session sid.
+func (m manifest) sessionEnd(t *testing.T, sid string) time.Time {
+	t.Helper()
+	for _, e := range m.list {
+		if e.SID == sid && e.Type == "session.end" {
+			return e.Time
+		}
+	}
+	t.Fatalf("realauthd wrote no session.end for session %s", sid)
+	return time.Time{}
+}
+
+// Manifest reads the events realauthd has written so far.
+func (rt *realauthd) Manifest(t *testing.T) manifest {
+	t.Helper()
+	b, err := os.ReadFile(rt.manifestPath)
+	require.NoError(t, err)
+	m := manifest{byUID: map[string]manifestEvent{}}
+	for _, line := range strings.Split(string(b), "\n") {
+		if line == "" {
+			continue
+		}
+		f := strings.Split(line, "\t")
+		require.Len(t, f, 4, "manifest line %q", line)
+		ts, err := time.Parse(time.RFC3339Nano, f[2])
+		require.NoError(t, err)
+		_, dup := m.byUID[f[0]]
+		require.False(t, dup, "realauthd wrote uid %s twice", f[0])
+		m.add(manifestEvent{UID: f[0], Type: f[1], Time: ts, SID: f[3]})
+	}
+	return m
+}
+
+func uidOf(r flbhost.Record) string {
+	s, _ := r.Body["uid"].(string)
+	return s
+}
+
+func containsUID(recs []flbhost.Record, uid string) bool {
+	for _, r := range recs {
+		if uidOf(r) == uid {
+			return true
+		}
+	}
+	return false
+}
+
+// collectUntilUIDs runs collect callbacks until every event of want is among
+// the host's records, and returns the records.
+func collectUntilUIDs(t *testing.T, h *flbhost.Host, idx int, timeout time.Duration, want manifest) []flbhost.Record {
+	t.Helper()
+	var recs []flbhost.Record
+	missing := len(want.list)
+	deadline := time.Now().Add(timeout)
+	for {
+		_, err := h.Collect(idx, 1)
+		require.NoError(t, err, h.Log())
+		recs = records(t, h)
+		have := map[string]bool{}
+		for _, r := range recs {
+			have[uidOf(r)] = true
+		}
+		missing = 0
+		for _, e := range want.list {
+			if !have[e.UID] {
+				missing++
+			}
+		}
+		if missing == 0 {
+			return recs
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v, %d of %d events still missing (%d records); plugin log:\n%s", timeout, missing, len(want.list), len(recs), h.Log())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// checkExactlyOnceInOrder: no uid twice, times never go back, and each event
+// of want is there once with its time (nanoseconds kept) and type.
+func checkExactlyOnceInOrder(t *testing.T, recs []flbhost.Record, want manifest) {
+	t.Helper()
+	count := map[string]int{}
+	for i, r := range recs {
+		uid := uidOf(r)
+		require.NotEmpty(t, uid, "record %d has a uid: %v", i, r.Body)
+		count[uid]++
+		if i > 0 {
+			require.False(t, r.Time.Before(recs[i-1].Time), "record %d (%s at %v) is before record %d (%v)", i, uid, r.Time, i-1, recs[i-1].Time)
+		}
+		if e, ok := want.byUID[uid]; ok {
+			assert.True(t, e.Time.Equal(r.Time), "record time of %s: %v, written %v", uid, r.Time, e.Time)
+			assert.Equal(t, e.Type, r.Body["event"], uid)
+		}
+	}
+	var dups []string
+	for uid, n := range count {
+		if n > 1 {
+			dups = append(dups, fmt.Sprintf("%s×%d", uid, n))
+		}
+	}
+	sort.Strings(dups)
+	assert.Empty(t, dups, "uids delivered more than once")
+	for _, e := range want.list {
+		if count[e.UID] == 0 {
+			t.Errorf("event %s (%s at %v) is missing", e.UID, e.Type, e.Time)
+		}
+	}
+}
