@@ -375,4 +375,3 @@ func (m *Log) stream(ctx context.Context, sid string, start int64, fn func(*tele
 	}
 	return nil
 }
-
