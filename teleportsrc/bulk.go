@@ -184,7 +184,7 @@ func (b *Bulk) StatsNow() BulkStats {
 // cursor).
 func (b *Bulk) Run(ctx context.Context, c Client, sink Sink) error {
 	for {
-		if err := b.pass(ctx, c, sink); err != nil {
+		if err := b.Pass(ctx, c, sink); err != nil {
 			return err
 		}
 		if err := Sleep(ctx, b.cfg.Poll); err != nil {
@@ -201,8 +201,8 @@ func (b *Bulk) firstDate() time.Time {
 	return first.UTC().Truncate(24 * time.Hour)
 }
 
-// pass lists and exports every date from the first open one to today.
-func (b *Bulk) pass(ctx context.Context, c Client, sink Sink) error {
+// Pass lists and exports every date from the first open one to today, once.
+func (b *Bulk) Pass(ctx context.Context, c Client, sink Sink) error {
 	today := b.now().UTC().Truncate(24 * time.Hour)
 	for day := b.firstDate(); !day.After(today); day = day.Add(24 * time.Hour) {
 		date := day.Format(time.DateOnly)

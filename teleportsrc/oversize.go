@@ -22,6 +22,9 @@ var oversizedRE = regexp.MustCompile(`(\S+) event (\S+) is (.+?) and cannot be r
 
 // ParseOversized recognises the Auth Service's oversized-event error.
 func ParseOversized(err error) (Oversized, bool) {
+	if err == nil {
+		return Oversized{}, false
+	}
 	for _, msg := range []string{trace.UserMessage(err), err.Error()} {
 		if m := oversizedRE.FindStringSubmatch(msg); m != nil {
 			return Oversized{Type: m[1], UID: m[2], Size: m[3]}, true

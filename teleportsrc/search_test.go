@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,20 +20,36 @@ import (
 	"github.com/fluent-bit-teleport/fluent-bit-teleport/teleportsrc/memlog"
 )
 
+// sink records what a reader hands over; safe for concurrent readers.
 type sink struct {
-	ids   []string
-	marks []cursor.Mark
+	mu       sync.Mutex
+	ids      []string
+	sessions []string // Session of each event
+	marks    []cursor.Mark
+	remember []bool
 }
 
 func (s *sink) Event(_ context.Context, e *teleportsrc.Event, after cursor.Mark) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.ids = append(s.ids, e.ID)
+	s.sessions = append(s.sessions, e.Session)
+	s.remember = append(s.remember, e.Remember)
 	s.marks = append(s.marks, after)
 	return nil
 }
 
 func (s *sink) Progress(_ context.Context, at cursor.Mark) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.marks = append(s.marks, at)
 	return nil
+}
+
+func (s *sink) got() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.ids...)
 }
 
 func (s *sink) last() teleportsrc.SearchPosition {
@@ -286,4 +304,100 @@ func TestParsePageMatchesProtobuf(t *testing.T) {
 	}
 	_, err = teleportsrc.ParsePage([]byte{0x0a, 0x10, 0x01})
 	assert.Error(t, err)
+}
+
+// index is a delivered-event index in memory.
+type index map[string]bool
+
+func (i index) Seen(date, uid string) bool { return i[date+"/"+uid] }
+
+func TestSearchFindsLateEventsOnceAndOnlyRecentOnes(t *testing.T) {
+	m := &memlog.Log{}
+	clk := &clock{t0.Add(10 * time.Minute)}
+	for i := 0; i < 20; i++ {
+		m.Add(memlog.Event(fmt.Sprint("e", i), "x", clk.t.Add(-time.Duration(20-i)*time.Second)))
+	}
+	var logged []string
+	s := teleportsrc.NewSearch(teleportsrc.SearchConfig{Window: time.Hour, PageSize: 100, Settle: time.Minute,
+		Logf: func(f string, a ...any) { logged = append(logged, fmt.Sprintf(f, a...)) }},
+		teleportsrc.SearchPosition{From: t0.Unix()}, clk.now)
+	k := &sink{}
+	drain(t, s, m, k)
+	require.Len(t, k.ids, 20)
+	for _, r := range k.remember {
+		assert.True(t, r, "recent events go into the index")
+	}
+
+	// Visible only now: one behind the frontier but within the settle
+	// period, one too old to be late.
+	m.Add(memlog.Event("late", "x", clk.t.Add(-15*time.Second)), memlog.Event("ancient", "x", clk.t.Add(-5*time.Minute)))
+	clk.t = clk.t.Add(31 * time.Second)
+	drain(t, s, m, k)
+	assert.Equal(t, []string{"late"}, k.ids[20:], "the re-scan hands over the late event, and nothing it saw before")
+	assert.Equal(t, int64(1), s.Stats.Late)
+	require.Len(t, logged, 1)
+	assert.Contains(t, logged[0], "found late event late (x)")
+
+	// The next re-scans do not hand it over again.
+	for i := 0; i < 3; i++ {
+		clk.t = clk.t.Add(31 * time.Second)
+		drain(t, s, m, k)
+	}
+	assert.Len(t, k.ids, 21)
+}
+
+func TestSearchSkipsOversizedEventsWithoutStalling(t *testing.T) {
+	m := &memlog.Log{MaxEventBytes: 2000}
+	var want []string
+	for i := 0; i < 30; i++ {
+		tm := t0.Add(time.Duration(i)*time.Second + 250*time.Millisecond)
+		if i == 10 || i == 20 {
+			m.Add(memlog.EventWith(fmt.Sprint("big", i), "db.session.query", tm, map[string]any{"query": strings.Repeat("x", 5000)}))
+			continue
+		}
+		id := fmt.Sprint("e", i)
+		m.Add(memlog.Event(id, "x", tm))
+		want = append(want, id)
+	}
+	// Another event in the same second as the first oversized one, after it.
+	m.Add(memlog.Event("same-second", "x", t0.Add(10*time.Second+500*time.Millisecond)))
+	want = append(want[:10], append([]string{"same-second"}, want[10:]...)...)
+
+	var logged []string
+	s := teleportsrc.NewSearch(teleportsrc.SearchConfig{Window: time.Hour, PageSize: 4,
+		Logf: func(f string, a ...any) { logged = append(logged, fmt.Sprintf(f, a...)) }},
+		teleportsrc.SearchPosition{From: t0.Unix()}, (&clock{t0.Add(time.Hour)}).now)
+	k := &sink{}
+	drain(t, s, m, k)
+	assert.Equal(t, want, k.ids)
+	assert.Equal(t, int64(2), s.Stats.Oversized)
+	require.Len(t, logged, 2)
+	assert.Contains(t, logged[0], "skipping db.session.query event big10 from "+t0.Add(10*time.Second+250*time.Millisecond).Format(time.RFC3339Nano))
+	assert.Contains(t, logged[0], "over the 1 MiB Teleport can return in a search")
+}
+
+func TestParseOversizedRecognisesTeleportsMessage(t *testing.T) {
+	big, ok := teleportsrc.ParseOversized(errors.New("rpc error: code = Unknown desc = app.create event 5e6f is 5.0 MiB and cannot be returned because it exceeds the maximum response size of 1.0 MiB"))
+	require.True(t, ok)
+	assert.Equal(t, teleportsrc.Oversized{Type: "app.create", UID: "5e6f", Size: "5.0 MiB"}, big)
+	_, ok = teleportsrc.ParseOversized(errors.New("connection refused"))
+	assert.False(t, ok)
+	_, ok = teleportsrc.ParseOversized(nil)
+	assert.False(t, ok)
+}
+
+func TestSearchAfterBulkSkipsWhatTheIndexHolds(t *testing.T) {
+	m := &memlog.Log{}
+	for i := 0; i < 10; i++ {
+		m.Add(memlog.Event(fmt.Sprint("e", i), "x", t0.Add(time.Duration(i)*time.Minute)))
+	}
+	idx := index{}
+	for _, i := range []int{0, 1, 2, 5} { // handed over by the bulk export
+		idx[t0.Format(time.DateOnly)+"/e"+fmt.Sprint(i)] = true
+	}
+	s := teleportsrc.NewSearch(teleportsrc.SearchConfig{Window: time.Hour, PageSize: 3, Index: idx},
+		teleportsrc.SearchPosition{From: t0.Unix(), CheckUntil: t0.Add(6 * time.Minute).Unix()}, (&clock{t0.Add(time.Hour)}).now)
+	k := &sink{}
+	drain(t, s, m, k)
+	assert.Equal(t, []string{"e3", "e4", "e6", "e7", "e8", "e9"}, k.ids)
 }

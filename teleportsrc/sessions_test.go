@@ -1,0 +1,228 @@
+package teleportsrc_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	auditlogpb "github.com/gravitational/teleport/api/gen/proto/go/teleport/auditlog/v1"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/fluent-bit-teleport/fluent-bit-teleport/teleportsrc"
+	"github.com/fluent-bit-teleport/fluent-bit-teleport/teleportsrc/memlog"
+)
+
+// recording is a session: start, prints, resize, end, indexed from 0.
+func recording(sid string, start time.Time, n int) []*auditlogpb.EventUnstructured {
+	var evs []*auditlogpb.EventUnstructured
+	for i := 0; i < n; i++ {
+		typ := "print"
+		switch {
+		case i == 0:
+			typ = "session.start"
+		case i == n-1:
+			typ = "session.end"
+		case i%4 == 0:
+			typ = "resize"
+		}
+		evs = append(evs, memlog.EventWith(fmt.Sprintf("%s-%02d", sid, i), typ, start.Add(time.Duration(i)*time.Second), map[string]any{"ei": float64(i), "sid": sid}))
+	}
+	return evs
+}
+
+// upload is the session.upload audit event of a recording, as the readers see it.
+func upload(t *testing.T, sid string, at time.Time) *teleportsrc.Event {
+	raw, err := proto.Marshal(memlog.EventWith("up-"+sid, "session.upload", at, map[string]any{"sid": sid, "url": "s3://recordings/" + sid}))
+	require.NoError(t, err)
+	ev, err := teleportsrc.ParseEvent(raw)
+	require.NoError(t, err)
+	return &ev
+}
+
+type lines struct {
+	mu sync.Mutex
+	l  []string
+}
+
+func (l *lines) logf(f string, a ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.l = append(l.l, fmt.Sprintf(f, a...))
+}
+
+func (l *lines) has(s string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, x := range l.l {
+		if strings.Contains(x, s) {
+			return true
+		}
+	}
+	return false
+}
+
+func sessionCfg(l *lines) teleportsrc.SessionConfig {
+	return teleportsrc.SessionConfig{Concurrency: 2, Skip: []string{"print"}, GiveUpAfter: 48 * time.Hour,
+		RetryMin: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond, Keep: 72 * time.Hour, Logf: l.logf}
+}
+
+func runSessions(t *testing.T, m *teleportsrc.Sessions, c teleportsrc.Client, k teleportsrc.Sink) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = m.Run(ctx, c, k)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+}
+
+func TestSessionsExportRecordingsFoundInTheAuditLog(t *testing.T) {
+	log := &memlog.Log{}
+	now := time.Now()
+	log.AddSession("s1", recording("s1", now.Add(-time.Hour), 10)...)
+	var saved []teleportsrc.SessionPosition
+	var mu sync.Mutex
+	l := &lines{}
+	cfg := sessionCfg(l)
+	cfg.Save = func(p teleportsrc.SessionPosition) error {
+		mu.Lock()
+		defer mu.Unlock()
+		saved = append(saved, p)
+		return nil
+	}
+	m := teleportsrc.NewSessions(cfg, nil, time.Now)
+	k := &sink{}
+	runSessions(t, m, log, k)
+
+	m.Watch(upload(t, "s1", now))
+	m.Watch(upload(t, "s1", now)) // re-delivered: nothing new
+	require.Eventually(t, func() bool { return m.StatsNow().Exported == 1 }, 5*time.Second, 5*time.Millisecond)
+
+	assert.Equal(t, []string{"s1-00", "s1-04", "s1-08", "s1-09"}, k.got(), "prints are skipped by default")
+	for _, sid := range k.sessions {
+		assert.Equal(t, "s1", sid)
+	}
+	mu.Lock()
+	require.Len(t, saved, 1, "registered once, at once")
+	assert.Equal(t, "s1", saved[0].SID)
+	assert.Equal(t, now.Unix(), saved[0].Upload)
+	mu.Unlock()
+	last := k.marks[len(k.marks)-1].(teleportsrc.SessionPosition)
+	assert.True(t, last.Done)
+	assert.Equal(t, int64(10), last.Next)
+	assert.True(t, l.has("exported the recording of session s1"))
+}
+
+func TestSessionsResumeFromTheSavedIndex(t *testing.T) {
+	log := &memlog.Log{}
+	log.AddSession("s2", recording("s2", time.Now(), 12)...)
+	saved := map[string]teleportsrc.SessionPosition{
+		"s2":   {SID: "s2", Next: 5, Upload: time.Now().Unix()},
+		"done": {SID: "done", Next: 3, Upload: time.Now().Unix(), Done: true},
+	}
+	m := teleportsrc.NewSessions(sessionCfg(&lines{}), saved, time.Now)
+	k := &sink{}
+	runSessions(t, m, log, k)
+	require.Eventually(t, func() bool { return m.StatsNow().Exported == 1 }, 5*time.Second, 5*time.Millisecond)
+	assert.Equal(t, []string{"s2-08", "s2-11"}, k.got(), "from index 5 on; prints skipped")
+	m.Watch(upload(t, "done", time.Now()))
+	assert.Equal(t, int64(0), m.StatsNow().Found, "a finished recording is not exported again")
+}
+
+func TestSessionsRetryRecordingsNotUploadedYet(t *testing.T) {
+	log := &memlog.Log{}
+	l := &lines{}
+	m := teleportsrc.NewSessions(sessionCfg(l), nil, time.Now)
+	k := &sink{}
+	runSessions(t, m, log, k)
+	m.Watch(upload(t, "s3", time.Now()))
+	require.Eventually(t, func() bool { return m.StatsNow().Retries >= 2 }, 5*time.Second, 5*time.Millisecond)
+	assert.True(t, l.has("the recording of session s3 is not uploaded yet"))
+	log.AddSession("s3", recording("s3", time.Now(), 3)...)
+	require.Eventually(t, func() bool { return m.StatsNow().Exported == 1 }, 5*time.Second, 5*time.Millisecond)
+	assert.Equal(t, []string{"s3-00", "s3-02"}, k.got())
+}
+
+func TestSessionsGiveUpAfter48Hours(t *testing.T) {
+	log := &memlog.Log{}
+	l := &lines{}
+	m := teleportsrc.NewSessions(sessionCfg(l), nil, time.Now)
+	k := &sink{}
+	runSessions(t, m, log, k)
+	m.Watch(upload(t, "gone", time.Now().Add(-49*time.Hour)))
+	require.Eventually(t, func() bool { return m.StatsNow().GivenUp == 1 }, 5*time.Second, 5*time.Millisecond)
+	assert.True(t, l.has("giving up on the recording of session gone"))
+	last := k.marks[len(k.marks)-1].(teleportsrc.SessionPosition)
+	assert.True(t, last.Done, "remembered as done, so it is not asked for again")
+}
+
+func TestSessionsFallBackToStructuredStreams(t *testing.T) {
+	log := &memlog.Log{StructuredSessionsOnly: true}
+	log.AddSession("s4", recording("s4", time.Now(), 6)...)
+	log.AddSession("s5", recording("s5", time.Now(), 6)...)
+	l := &lines{}
+	m := teleportsrc.NewSessions(sessionCfg(l), nil, time.Now)
+	k := &sink{}
+	runSessions(t, m, log, k)
+	m.Watch(upload(t, "s4", time.Now()))
+	require.Eventually(t, func() bool { return m.StatsNow().Exported == 1 }, 5*time.Second, 5*time.Millisecond)
+	m.Watch(upload(t, "s5", time.Now()))
+	require.Eventually(t, func() bool { return m.StatsNow().Exported == 2 }, 5*time.Second, 5*time.Millisecond)
+	assert.Equal(t, 1, log.Calls("StreamSession"), "asked once, then remembered")
+	assert.Equal(t, 2, log.Calls("StreamSessionStructured"))
+	assert.True(t, l.has("using StreamSessionEvents"))
+	assert.Len(t, k.got(), 6)
+}
+
+// countingClient counts recordings streamed at the same time.
+type countingClient struct {
+	*memlog.Log
+	now, peak atomic.Int32
+	gate      chan struct{}
+}
+
+func (c *countingClient) StreamSession(ctx context.Context, sid string, start int64, fn func(*teleportsrc.Event) error) error {
+	n := c.now.Add(1)
+	defer c.now.Add(-1)
+	for {
+		p := c.peak.Load()
+		if n <= p || c.peak.CompareAndSwap(p, n) {
+			break
+		}
+	}
+	<-c.gate
+	return c.Log.StreamSession(ctx, sid, start, fn)
+}
+
+func TestSessionsRespectConcurrency(t *testing.T) {
+	c := &countingClient{Log: &memlog.Log{}, gate: make(chan struct{})}
+	for i := 0; i < 5; i++ {
+		sid := fmt.Sprint("c", i)
+		c.AddSession(sid, recording(sid, time.Now(), 3)...)
+	}
+	m := teleportsrc.NewSessions(sessionCfg(&lines{}), nil, time.Now)
+	runSessions(t, m, c, &sink{})
+	for i := 0; i < 5; i++ {
+		m.Watch(upload(t, fmt.Sprint("c", i), time.Now()))
+	}
+	require.Eventually(t, func() bool { return c.now.Load() == 2 }, 5*time.Second, 5*time.Millisecond)
+	close(c.gate)
+	require.Eventually(t, func() bool { return m.StatsNow().Exported == 5 }, 5*time.Second, 5*time.Millisecond)
+	assert.Equal(t, int32(2), c.peak.Load(), "session_concurrency 2")
+}
+
+func TestStructString(t *testing.T) {
+	ev := upload(t, "abc", time.Now())
+	assert.Equal(t, "abc", teleportsrc.StructString(ev.Body, "sid"))
+	assert.Equal(t, "session.upload", teleportsrc.StructString(ev.Body, "event"))
+	assert.Empty(t, teleportsrc.StructString(ev.Body, "nope"))
+}
