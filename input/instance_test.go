@@ -112,6 +112,21 @@ func take(t *testing.T, x *Instance) *emit.Batch {
 	}
 }
 
+// takeN takes batches until they hold at least n records; commit says
+// whether each batch is confirmed (cleanup called) as Fluent Bit would.
+func takeN(t *testing.T, x *Instance, n int, commit bool) []string {
+	t.Helper()
+	var ids []string
+	for len(ids) < n {
+		b := take(t, x)
+		ids = append(ids, uidsOf(t, b)...)
+		if commit {
+			x.Commit(b)
+		}
+	}
+	return ids
+}
+
 func uidsOf(t *testing.T, b *emit.Batch) []string {
 	buf := make([]byte, b.Size)
 	b.CopyTo(buf)
@@ -131,15 +146,14 @@ func TestPositionMovesOnlyWithCommit(t *testing.T) {
 	f := newFixture(t)
 	ids := f.seed(100, "e")
 	x, _ := f.start(t, nil, "batch_max_records", "30")
-	b1 := take(t, x)
-	require.Equal(t, ids[:30], uidsOf(t, b1))
-	x.Commit(b1)
-	b2 := take(t, x) // handed over but never confirmed: a crash before cleanup
-	require.Equal(t, ids[30:60], uidsOf(t, b2))
+	confirmed := takeN(t, x, 30, true)
+	require.Equal(t, ids[:len(confirmed)], confirmed)
+	handed := takeN(t, x, 30, false) // handed over but never confirmed: a crash before cleanup
+	require.Equal(t, ids[len(confirmed):len(confirmed)+len(handed)], handed)
 	x.Stop(time.Second)
 
 	y, _ := f.start(t, nil)
-	assert.Equal(t, ids[30:], uidsOf(t, take(t, y)), "the unconfirmed batch comes again, nothing is lost")
+	assert.Equal(t, ids[len(confirmed):], takeN(t, y, len(ids)-len(confirmed), true), "the unconfirmed batches come again, nothing is lost")
 }
 
 func TestFirstStartSavesItsStart(t *testing.T) {
@@ -159,21 +173,20 @@ func TestChangedStartTimeIsIgnoredWithAWarning(t *testing.T) {
 	f := newFixture(t)
 	ids := f.seed(10, "e")
 	x, _ := f.start(t, nil)
-	x.Commit(take(t, x))
+	require.Equal(t, ids, takeN(t, x, len(ids), true))
 	x.Stop(time.Second)
 
 	f.log.Add(memlog.Event("new", "user.login", t0.Add(time.Minute)))
 	y, l := f.start(t, nil, "start_time", t0.Add(-24*time.Hour).Format(time.RFC3339))
 	assert.Equal(t, []string{"new"}, uidsOf(t, take(t, y)), "the saved position wins")
 	assert.True(t, l.has("start_time "+t0.Add(-24*time.Hour).Format(time.RFC3339)+" is ignored"))
-	_ = ids
 }
 
 func TestPauseStopsQueries(t *testing.T) {
 	f := newFixture(t)
 	f.seed(5, "e")
 	x, _ := f.start(t, nil)
-	x.Commit(take(t, x))
+	takeN(t, x, 5, true)
 	x.Pause()
 	// The fetcher stops before its next query.
 	var n int
@@ -203,7 +216,7 @@ func TestRetriesAndReportsConnectionErrors(t *testing.T) {
 		return f.log, nil
 	}
 	x, l := f.start(t, dial)
-	assert.Equal(t, ids, uidsOf(t, take(t, x)))
+	assert.Equal(t, ids, takeN(t, x, len(ids), true))
 	assert.True(t, l.has("nothing accepts connections at mem:1"))
 	assert.GreaterOrEqual(t, x.Stats().Retries.Load(), int64(2))
 	assert.True(t, x.Stats().Connected.Load())

@@ -129,8 +129,8 @@ type BulkConfig struct {
 	// Poll is how often chunk lists are read again once all are exported.
 	Poll time.Duration
 	// After, when switching from search, is where the search stopped:
-	// events before it were handed over. Those within Settle before it are
-	// checked against Index instead, since late ones may be missing.
+	// events before it were handed over, except late ones; those recent
+	// enough (Settle) are checked against Index instead.
 	After  *SearchPosition
 	Settle time.Duration
 	Index  Index
@@ -317,10 +317,12 @@ func (b *Bulk) wanted(ev *Event) bool {
 		return false
 	}
 	if a := b.cfg.After; a != nil && ev.Seconds <= a.From {
-		if ev.Seconds < a.From-int64(b.cfg.Settle/time.Second) {
-			return false
-		}
-		if ev.Seconds == a.From && contains(a.Tail, ev.ID) {
+		// The search handed over everything up to its position, except
+		// events that may have become visible late: those recent enough
+		// for its re-scan, which it recorded in the index when it handed
+		// them over.
+		recent := b.cfg.Settle > 0 && ev.Seconds >= b.now().Add(-2*b.cfg.Settle).Unix()
+		if !recent || (ev.Seconds == a.From && contains(a.Tail, ev.ID)) {
 			return false
 		}
 		if b.cfg.Index != nil && b.cfg.Index.Seen(ev.Date(), ev.ID) {

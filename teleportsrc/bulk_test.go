@@ -148,19 +148,22 @@ func TestBulkFiltersStartTimeAndTheSwitchFromSearch(t *testing.T) {
 	}
 	assert.NotEmpty(t, k.ids)
 
-	// Switching from search: the search handed over everything up to minute
-	// 20 of today, and the index holds a late one it delivered (minute 18).
+	// Switching from search at 00:22 today: the search handed over
+	// everything up to minute 20, and the index holds a recent one it
+	// delivered (minute 18).
 	sp := space(t)
 	require.NoError(t, sp.Commit(nil, []string{cursor.SeenKey(day.Format(time.DateOnly), "d0-17")}))
 	after := teleportsrc.SearchPosition{From: day.Add(20 * time.Minute).Unix(), Tail: []string{"d0-19"}}
 	k = &committing{sp: sp}
+	switchedAt := day.Add(22 * time.Minute)
 	b = teleportsrc.NewBulk(teleportsrc.BulkConfig{Start: day.Add(-48 * time.Hour), Concurrency: 2, Revisit: 2, Poll: time.Hour,
-		After: &after, Settle: 5 * time.Minute, Index: indexOf(sp)}, teleportsrc.BulkState{}, func() time.Time { return now })
+		After: &after, Settle: 5 * time.Minute, Index: indexOf(sp)}, teleportsrc.BulkState{}, func() time.Time { return switchedAt })
 	require.NoError(t, b.Pass(context.Background(), m, k))
 	var want []string
-	// d0-i happens at minute i+1: minutes 15 to 20 are within the settle
-	// period before the switch point; d0-17 is in the index, d0-19 in Tail.
-	want = append(want, "d0-14", "d0-15", "d0-16", "d0-18")
+	// d0-i happens at minute i+1. Up to the switch point, only events recent
+	// enough to be late (from minute 12, twice the settle period before
+	// 00:22) can be missing: all but d0-17 (index) and d0-19 (Tail).
+	want = append(want, "d0-11", "d0-12", "d0-13", "d0-14", "d0-15", "d0-16", "d0-18")
 	for i := 20; i < 30; i++ {
 		want = append(want, fmt.Sprintf("d0-%02d", i))
 	}

@@ -132,8 +132,9 @@ func (m *Sessions) Watch(ev *Event) {
 	m.states[sid] = p
 	m.due[sid] = time.Time{}
 	m.stats.Found++
+	saved := *p // workers may update *p as soon as the lock is released
 	m.mu.Unlock()
-	if err := m.cfg.Save(*p); err != nil {
+	if err := m.cfg.Save(saved); err != nil {
 		m.cfg.Logf("could not save recording %s as pending (it is still exported now): %v", sid, err)
 	}
 	m.poke()

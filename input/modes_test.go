@@ -1,0 +1,135 @@
+package input
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	auditlogpb "github.com/gravitational/teleport/api/gen/proto/go/teleport/auditlog/v1"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/ugorji/go/codec"
+
+	"github.com/fluent-bit-teleport/fluent-bit-teleport/emit"
+	"github.com/fluent-bit-teleport/fluent-bit-teleport/teleportsrc/memlog"
+)
+
+// seedBatch adds n events in one go (one bulk chunk per date and size).
+func (f *fixture) seedBatch(n int, prefix string, from time.Time) []string {
+	var ids []string
+	var evs []*auditlogpb.EventUnstructured
+	for i := 0; i < n; i++ {
+		id := fmt.Sprintf("%s%03d", prefix, i)
+		evs = append(evs, memlog.Event(id, "user.login", from.Add(time.Duration(i)*time.Second)))
+		ids = append(ids, id)
+	}
+	f.log.Add(evs...)
+	return ids
+}
+
+func TestAutoModeUsesBulkExportWhereTheClusterHasIt(t *testing.T) {
+	f := newFixture(t)
+	f.log.Bulk = true
+	ids := f.seedBatch(250, "b", t0.Add(time.Second))
+	x, l := f.start(t, nil)
+	assert.ElementsMatch(t, ids, takeN(t, x, len(ids), true))
+	assert.Equal(t, "bulk", x.Stats().Mode.Load())
+	assert.True(t, l.has("export_mode auto: the cluster supports bulk export, so the plugin uses bulk"))
+	assert.Zero(t, f.log.Calls("SearchEvents"))
+}
+
+// A cluster that gains bulk export (an upgrade, a move to Teleport Cloud):
+// the switch from search neither repeats the day nor loses events.
+func TestSwitchFromSearchToBulk(t *testing.T) {
+	f := newFixture(t)
+	ids := f.seedBatch(200, "e", t0.Add(time.Second))
+	x, _ := f.start(t, nil, "batch_max_records", "50")
+	first := takeN(t, x, 100, true)
+	x.Stop(time.Second)
+
+	f.log.Bulk = true
+	y, l := f.start(t, nil)
+	rest := takeN(t, y, len(ids)-len(first), true)
+	assert.ElementsMatch(t, ids, append(first, rest...), "nothing twice, nothing lost")
+	assert.Equal(t, "bulk", y.Stats().Mode.Load())
+	assert.True(t, l.has("switching from search to bulk export"))
+	more := y.Collect()
+	assert.Empty(t, more.Records)
+}
+
+// And back: export_mode search on a cluster the bulk export was reading.
+func TestSwitchFromBulkToSearch(t *testing.T) {
+	f := newFixture(t)
+	f.log.Bulk = true
+	ids := f.seedBatch(150, "e", t0.Add(time.Second))
+	x, _ := f.start(t, nil)
+	assert.ElementsMatch(t, ids, takeN(t, x, len(ids), true))
+	x.Stop(time.Second)
+
+	newer := f.seedBatch(20, "n", t0.Add(10*time.Minute))
+	y, l := f.start(t, nil, "export_mode", "search")
+	assert.Equal(t, newer, takeN(t, y, len(newer), true), "only what the bulk export did not hand over")
+	assert.True(t, l.has("switching from bulk export to search"))
+	assert.Equal(t, "search", y.Stats().Mode.Load())
+}
+
+func TestExportModeBulkOnAClusterWithoutIt(t *testing.T) {
+	f := newFixture(t)
+	_, l := f.start(t, nil, "export_mode", "bulk")
+	require.Eventually(t, func() bool {
+		return l.has("export_mode is bulk, but Teleport at mem:1 has no bulk export")
+	}, 10*time.Second, 10*time.Millisecond)
+}
+
+func sessionRecording(sid string, at time.Time) []*auditlogpb.EventUnstructured {
+	var evs []*auditlogpb.EventUnstructured
+	for i, typ := range []string{"session.start", "print", "print", "resize", "session.end"} {
+		evs = append(evs, memlog.EventWith(fmt.Sprintf("%s-%d", sid, i), typ, at.Add(time.Duration(i)*time.Second), map[string]any{"ei": float64(i), "sid": sid}))
+	}
+	return evs
+}
+
+// Recordings reach Fluent Bit with the session id and teleport_stream set,
+// while audit events stay as Teleport's JSON has them.
+func TestSessionsOnExportsRecordings(t *testing.T) {
+	f := newFixture(t)
+	f.log.AddSession("sess-1", sessionRecording("sess-1", t0)...)
+	f.log.Add(memlog.Event("login", "user.login", t0.Add(time.Second)),
+		memlog.EventWith("upload", "session.upload", t0.Add(2*time.Second), map[string]any{"sid": "sess-1"}))
+
+	x, _ := f.start(t, nil, "sessions", "on", "types", "user.login")
+	var bodies []map[string]any
+	for len(bodies) < 4 {
+		b := take(t, x)
+		bodies = append(bodies, bodiesOf(t, b)...)
+		x.Commit(b)
+	}
+	var audit, session []string
+	for _, m := range bodies {
+		if m["teleport_stream"] == "session" {
+			assert.Equal(t, "sess-1", m["sid"])
+			session = append(session, m["uid"].(string))
+		} else {
+			assert.NotContains(t, m, "teleport_stream")
+			audit = append(audit, m["uid"].(string))
+		}
+	}
+	assert.Equal(t, []string{"login"}, audit, "session.upload found the recording without being exported (types)")
+	assert.Equal(t, []string{"sess-1-0", "sess-1-3", "sess-1-4"}, session, "prints skipped by default")
+	assert.Equal(t, int64(3), x.Stats().SessionRecords.Load())
+}
+
+func bodiesOf(t *testing.T, b *emit.Batch) []map[string]any {
+	buf := make([]byte, b.Size)
+	b.CopyTo(buf)
+	dec := codec.NewDecoderBytes(buf, emit.Handle())
+	var out []map[string]any
+	for {
+		var ev []any
+		if err := dec.Decode(&ev); err != nil {
+			break
+		}
+		out = append(out, ev[1].(map[string]any))
+	}
+	return out
+}
