@@ -27,10 +27,10 @@ func (nolog) Debugf(string, ...any) {}
 // space, like a Fluent Bit that takes every batch, and can stop after n
 // events like a crash.
 type committing struct {
-	sp      *cursor.Space
-	mu      sync.Mutex
-	ids     []string
-	stopAt  int
+	sp     *cursor.Space
+	mu     sync.Mutex
+	ids    []string
+	stopAt int
 }
 
 var errCrash = fmt.Errorf("crash")
