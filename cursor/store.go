@@ -5,10 +5,12 @@ package cursor
 import (
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
@@ -41,11 +43,30 @@ func (d Delete) Key() string { return string(d) }
 // Value implements Mark.
 func (d Delete) Value() []byte { return nil }
 
-// SeenKey is the index entry recording that the event with this uid, from
-// this UTC date, was handed to Fluent Bit.
-func SeenKey(date, uid string) string { return seenPrefix + date + "/" + uid }
+// Seen is an entry of the delivered-event index: the event with this uid,
+// of this UTC date, was handed to Fluent Bit.
+type Seen struct {
+	Date string // YYYY-MM-DD
+	UID  string
+}
+
+// UIDHash is how the index stores a uid: 16 bytes of FNV-128a, small enough
+// to keep whole dates of events at hand, wide enough never to collide.
+type UIDHash [16]byte
+
+// HashUID hashes a uid for the index.
+func HashUID(uid string) UIDHash {
+	h := fnv.New128a()
+	h.Write([]byte(uid))
+	var out UIDHash
+	h.Sum(out[:0])
+	return out
+}
 
 const seenPrefix = "seen/"
+
+// seenSeq keeps index keys of one process unique.
+var seenSeq atomic.Uint64
 
 // Store is one Badger database. Instances in one process that name the same
 // directory share it; Badger's directory lock keeps other processes out.
@@ -190,21 +211,32 @@ func (sp *Space) Set(key string, val []byte) error {
 
 // Commit stores the marks of one batch, and the index entries of the events
 // it carried, in one transaction, so the positions of a batch move together.
-// A batch too large for one transaction is split; every mark stays
-// self-consistent on its own, and the index only ever errs towards "not seen".
-func (sp *Space) Commit(marks []Mark, seen []string) error {
+// The entries of a batch share one key per date (one key per event cost the
+// export a third of its speed). A batch too large for one transaction is
+// split; every mark stays self-consistent on its own.
+func (sp *Space) Commit(marks []Mark, seen []Seen) error {
 	type op struct {
 		key []byte
 		val []byte
 		del bool
 	}
-	ops := make([]op, 0, len(marks)+len(seen))
+	ops := make([]op, 0, len(marks)+1)
 	for _, m := range marks {
 		v := m.Value()
 		ops = append(ops, op{key: []byte(sp.prefix + m.Key()), val: v, del: v == nil})
 	}
-	for _, k := range seen {
-		ops = append(ops, op{key: []byte(sp.prefix + k), val: []byte{}})
+	byDate := map[string][]byte{}
+	var dates []string
+	for _, e := range seen {
+		if byDate[e.Date] == nil {
+			dates = append(dates, e.Date)
+		}
+		h := HashUID(e.UID)
+		byDate[e.Date] = append(byDate[e.Date], h[:]...)
+	}
+	for _, d := range dates {
+		key := fmt.Sprintf("%s%s%s/%016x-%08x", sp.prefix, seenPrefix, d, time.Now().UnixNano(), seenSeq.Add(1))
+		ops = append(ops, op{key: []byte(key), val: byDate[d]})
 	}
 	for len(ops) > 0 {
 		n := 0
@@ -234,16 +266,18 @@ func (sp *Space) Commit(marks []Mark, seen []string) error {
 	return nil
 }
 
-// Has reports whether key is set.
-func (sp *Space) Has(key string) (bool, error) {
-	err := sp.db.View(func(txn *badger.Txn) error {
-		_, err := txn.Get([]byte(sp.prefix + key))
-		return err
+// LoadSeen calls fn with every index entry of a date.
+func (sp *Space) LoadSeen(date string, fn func(UIDHash)) error {
+	return sp.Scan(seenPrefix+date+"/", func(key string, val []byte) error {
+		if len(val)%len(UIDHash{}) != 0 {
+			return fmt.Errorf("index entry %s is corrupt", key)
+		}
+		for len(val) > 0 {
+			fn(UIDHash(val[:16]))
+			val = val[16:]
+		}
+		return nil
 	})
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		return false, nil
-	}
-	return err == nil, err
 }
 
 // Scan calls fn for every key under prefix, in key order, with the key

@@ -121,7 +121,8 @@ func TestDeleteMarksIndexScanAndPrune(t *testing.T) {
 	defer s.Close()
 	sp := s.Space("c/i")
 	require.NoError(t, sp.Commit([]Mark{mark{"bulk/2026-01-01/a", "1"}, mark{"bulk/2026-01-01/b", "2"}, mark{"bulk/2026-01-02/c", "3"}},
-		[]string{SeenKey("2026-01-01", "u1"), SeenKey("2026-01-02", "u2"), SeenKey("2026-01-03", "u3")}))
+		[]Seen{{"2026-01-01", "u1"}, {"2026-01-02", "u2"}, {"2026-01-03", "u3"}, {"2026-01-01", "u4"}}))
+	require.NoError(t, sp.Commit(nil, []Seen{{"2026-01-01", "u5"}}))
 
 	var keys []string
 	require.NoError(t, sp.Scan("bulk/2026-01-01/", func(k string, v []byte) error {
@@ -135,24 +136,20 @@ func TestDeleteMarksIndexScanAndPrune(t *testing.T) {
 	require.NoError(t, err)
 	assert.False(t, ok, "a nil value deletes")
 
-	has := func(date, uid string) bool {
-		ok, err := sp.Has(SeenKey(date, uid))
-		require.NoError(t, err)
-		return ok
+	seen := func(date string) map[UIDHash]bool {
+		out := map[UIDHash]bool{}
+		require.NoError(t, sp.LoadSeen(date, func(h UIDHash) { out[h] = true }))
+		return out
 	}
-	assert.True(t, has("2026-01-01", "u1"))
-	assert.False(t, has("2026-01-01", "nope"))
+	assert.Equal(t, map[UIDHash]bool{HashUID("u1"): true, HashUID("u4"): true, HashUID("u5"): true}, seen("2026-01-01"), "entries of several batches")
 	n, err := sp.PruneSeen("2026-01-03")
 	require.NoError(t, err)
-	assert.Equal(t, 2, n)
-	assert.False(t, has("2026-01-01", "u1"))
-	assert.False(t, has("2026-01-02", "u2"))
-	assert.True(t, has("2026-01-03", "u3"))
-	assert.False(t, s.Space("other/i").mustHas(t, SeenKey("2026-01-03", "u3")), "spaces stay apart")
-}
-
-func (sp *Space) mustHas(t *testing.T, key string) bool {
-	ok, err := sp.Has(key)
-	require.NoError(t, err)
-	return ok
+	assert.Equal(t, 3, n, "two batches of 2026-01-01 and one of 2026-01-02")
+	assert.Empty(t, seen("2026-01-01"))
+	assert.Empty(t, seen("2026-01-02"))
+	assert.Equal(t, map[UIDHash]bool{HashUID("u3"): true}, seen("2026-01-03"))
+	other := map[UIDHash]bool{}
+	require.NoError(t, s.Space("other/i").LoadSeen("2026-01-03", func(h UIDHash) { other[h] = true }))
+	assert.Empty(t, other, "spaces stay apart")
+	assert.NotEqual(t, HashUID("a"), HashUID("b"))
 }

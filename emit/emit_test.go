@@ -13,6 +13,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/ugorji/go/codec"
+
+	"github.com/fluent-bit-teleport/fluent-bit-teleport/cursor"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -252,9 +254,9 @@ func TestQueueTakeLimitsAndMarks(t *testing.T) {
 	q := NewQueue(100, 1000)
 	ctx := context.Background()
 	for i := 0; i < 10; i++ {
-		require.NoError(t, q.Put(ctx, bytes.Repeat([]byte{byte(i)}, 10), mark{"search", fmt.Sprint(i)}, ""))
+		require.NoError(t, q.Put(ctx, bytes.Repeat([]byte{byte(i)}, 10), mark{"search", fmt.Sprint(i)}, nil))
 	}
-	require.NoError(t, q.Put(ctx, nil, mark{"other", "x"}, ""))
+	require.NoError(t, q.Put(ctx, nil, mark{"other", "x"}, nil))
 
 	b := q.Take(3, 1000)
 	require.Len(t, b.Records, 3)
@@ -285,7 +287,7 @@ func TestQueueTakeLimitsAndMarks(t *testing.T) {
 
 func TestQueueOversizedRecordStillMoves(t *testing.T) {
 	q := NewQueue(10, 100)
-	require.NoError(t, q.Put(context.Background(), make([]byte, 500), nil, ""))
+	require.NoError(t, q.Put(context.Background(), make([]byte, 500), nil, nil))
 	b := q.Take(10, 100)
 	require.Len(t, b.Records, 1, "one record over the byte limit is handed over alone")
 }
@@ -293,9 +295,9 @@ func TestQueueOversizedRecordStillMoves(t *testing.T) {
 func TestQueuePositionOnlyItemsNeedNoRoom(t *testing.T) {
 	q := NewQueue(1, 10)
 	ctx := context.Background()
-	require.NoError(t, q.Put(ctx, []byte("0123456789"), mark{"a", "1"}, ""))
+	require.NoError(t, q.Put(ctx, []byte("0123456789"), mark{"a", "1"}, nil))
 	done := make(chan error, 1)
-	go func() { done <- q.Put(ctx, nil, mark{"a", "2"}, "") }()
+	go func() { done <- q.Put(ctx, nil, mark{"a", "2"}, nil) }()
 	require.NoError(t, <-done, "a position never waits")
 	b := q.Take(1, 10)
 	assert.Equal(t, "2", string(b.Marks[0].Value()))
@@ -305,11 +307,11 @@ func TestQueueCoalescesRunsOfPositions(t *testing.T) {
 	q := NewQueue(10, 100)
 	ctx := context.Background()
 	for i := 0; i < 1000; i++ {
-		require.NoError(t, q.Put(ctx, nil, mark{"search", fmt.Sprint(i)}, ""))
+		require.NoError(t, q.Put(ctx, nil, mark{"search", fmt.Sprint(i)}, nil))
 	}
 	assert.Len(t, q.items, 1)
-	require.NoError(t, q.Put(ctx, []byte("r"), mark{"search", "r"}, ""))
-	require.NoError(t, q.Put(ctx, nil, mark{"search", "after"}, ""))
+	require.NoError(t, q.Put(ctx, []byte("r"), mark{"search", "r"}, nil))
+	require.NoError(t, q.Put(ctx, nil, mark{"search", "after"}, nil))
 	assert.Len(t, q.items, 3, "a record ends the run")
 	b := q.Take(10, 100)
 	assert.Equal(t, "after", string(b.Marks[0].Value()))
@@ -318,13 +320,13 @@ func TestQueueCoalescesRunsOfPositions(t *testing.T) {
 func TestQueueBlocksUntilTakeAndHonoursContext(t *testing.T) {
 	q := NewQueue(2, 1000)
 	ctx := context.Background()
-	require.NoError(t, q.Put(ctx, []byte("a"), nil, ""))
-	require.NoError(t, q.Put(ctx, []byte("b"), nil, ""))
+	require.NoError(t, q.Put(ctx, []byte("a"), nil, nil))
+	require.NoError(t, q.Put(ctx, []byte("b"), nil, nil))
 
 	// Several producers wait; one Take of two records wakes them all.
 	done := make(chan error, 2)
 	for i := 0; i < 2; i++ {
-		go func() { done <- q.Put(ctx, []byte("c"), nil, "") }()
+		go func() { done <- q.Put(ctx, []byte("c"), nil, nil) }()
 	}
 	select {
 	case err := <-done:
@@ -343,7 +345,7 @@ func TestQueueBlocksUntilTakeAndHonoursContext(t *testing.T) {
 
 	cctx, cancel := context.WithCancel(ctx)
 	errc := make(chan error, 1)
-	go func() { errc <- q.Put(cctx, []byte("d"), nil, "") }()
+	go func() { errc <- q.Put(cctx, []byte("d"), nil, nil) }()
 	cancel()
 	select {
 	case err := <-errc:
@@ -396,13 +398,13 @@ func TestTakeIntoSharesTheLimits(t *testing.T) {
 	a, b := NewQueue(100, 1000), NewQueue(100, 1000)
 	ctx := context.Background()
 	for i := 0; i < 5; i++ {
-		require.NoError(t, a.Put(ctx, []byte("aaaaaaaaaa"), mark{"a", fmt.Sprint(i)}, ""))
-		require.NoError(t, b.Put(ctx, []byte("bbbbbbbbbb"), mark{"b", fmt.Sprint(i)}, "seen/x/"+fmt.Sprint(i)))
+		require.NoError(t, a.Put(ctx, []byte("aaaaaaaaaa"), mark{"a", fmt.Sprint(i)}, nil))
+		require.NoError(t, b.Put(ctx, []byte("bbbbbbbbbb"), mark{"b", fmt.Sprint(i)}, &cursor.Seen{Date: "x", UID: fmt.Sprint(i)}))
 	}
 	batch := a.Take(7, 1000)
 	b.TakeInto(batch, 7, 1000)
 	assert.Len(t, batch.Records, 7, "5 from a, 2 from b")
-	assert.Equal(t, []string{"seen/x/0", "seen/x/1"}, batch.Seen)
+	assert.Equal(t, []cursor.Seen{{Date: "x", UID: "0"}, {Date: "x", UID: "1"}}, batch.Seen)
 	r, _ := b.Len()
 	assert.Equal(t, 3, r)
 }

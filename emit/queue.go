@@ -26,7 +26,7 @@ type Queue struct {
 type item struct {
 	rec  []byte // nil for a position-only item
 	mark cursor.Mark
-	seen string // index entry to write with the batch, if any
+	seen *cursor.Seen // index entry to write with the batch, if any
 }
 
 // NewQueue holds at most maxRecords records or maxBytes bytes (a single
@@ -36,13 +36,12 @@ func NewQueue(maxRecords, maxBytes int) *Queue {
 }
 
 // Put appends a record (or, with rec == nil, only a position) and waits for
-// room while the queue is full. seen, if not empty, is an index entry
-// (cursor.SeenKey) to commit with the record. It returns ctx.Err() if ctx
-// ends first.
-func (q *Queue) Put(ctx context.Context, rec []byte, m cursor.Mark, seen string) error {
+// room while the queue is full. seen, if not nil, is an index entry to
+// commit with the record. It returns ctx.Err() if ctx ends first.
+func (q *Queue) Put(ctx context.Context, rec []byte, m cursor.Mark, seen *cursor.Seen) error {
 	for {
 		q.mu.Lock()
-		if n := len(q.items); rec == nil && seen == "" && n > q.head && q.items[n-1].rec == nil && q.items[n-1].seen == "" && sameKey(q.items[n-1].mark, m) {
+		if n := len(q.items); rec == nil && seen == nil && n > q.head && q.items[n-1].rec == nil && q.items[n-1].seen == nil && sameKey(q.items[n-1].mark, m) {
 			// A run of positions without events needs only its last one.
 			q.items[n-1].mark = m
 			q.mu.Unlock()
@@ -75,7 +74,7 @@ type Batch struct {
 	// them after Fluent Bit took the batch moves every stream past it.
 	Marks []cursor.Mark
 	// Seen holds the index entries of the batch's events.
-	Seen []string
+	Seen []cursor.Seen
 }
 
 // Empty reports whether the batch carries neither records nor positions.
@@ -112,8 +111,8 @@ func (q *Queue) TakeInto(b *Batch, maxRecords, maxBytes int) {
 			b.Size += len(it.rec)
 		}
 		b.Marks = setMark(b.Marks, it.mark)
-		if it.seen != "" {
-			b.Seen = append(b.Seen, it.seen)
+		if it.seen != nil {
+			b.Seen = append(b.Seen, *it.seen)
 		}
 		q.items[i] = item{}
 	}

@@ -222,7 +222,7 @@ func (x *Instance) prepare(ctx context.Context, clt teleportsrc.Client, cluster 
 	}
 
 	r := &readers{cluster: cluster}
-	idx := index{sp}
+	idx := newIndex(sp)
 	watch := func(*teleportsrc.Event) {}
 	if x.cfg.Sessions {
 		r.sessions = teleportsrc.NewSessions(teleportsrc.SessionConfig{

@@ -24,10 +24,22 @@ type ChunkPosition struct {
 	Chunk  string `json:"-"`
 	Cursor string `json:"cursor,omitempty"`
 	Done   bool   `json:"done,omitempty"`
+	key    string // built once: the queue compares keys per event
+}
+
+func newChunkPosition(date, chunk string) ChunkPosition {
+	p := ChunkPosition{Date: date, Chunk: chunk}
+	p.key = p.Key()
+	return p
 }
 
 // Key implements cursor.Mark.
-func (p ChunkPosition) Key() string { return bulkPrefix + p.Date + "/" + p.Chunk }
+func (p ChunkPosition) Key() string {
+	if p.key != "" {
+		return p.key
+	}
+	return bulkPrefix + p.Date + "/" + p.Chunk
+}
 
 // Value implements cursor.Mark.
 func (p ChunkPosition) Value() []byte {
@@ -64,6 +76,7 @@ func LoadBulkState(sp *cursor.Space) (BulkState, error) {
 			return fmt.Errorf("stored position of chunk %s is corrupt: %w", key, err)
 		}
 		p.Date, p.Chunk = date, chunk
+		p.key = p.Key()
 		if st.Chunks[date] == nil {
 			st.Chunks[date] = map[string]ChunkPosition{}
 		}
@@ -239,7 +252,7 @@ func (b *Bulk) exportDate(ctx context.Context, c Client, sink Sink, day time.Tim
 	for _, id := range chunks {
 		p, ok := b.state.Chunks[date][id]
 		if !ok {
-			p = ChunkPosition{Date: date, Chunk: id}
+			p = newChunkPosition(date, id)
 		}
 		if !p.Done {
 			todo = append(todo, p)

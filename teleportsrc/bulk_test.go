@@ -42,9 +42,9 @@ func (c *committing) Event(_ context.Context, ev *teleportsrc.Event, after curso
 		return errCrash
 	}
 	c.ids = append(c.ids, ev.ID)
-	var seen []string
+	var seen []cursor.Seen
 	if ev.Remember {
-		seen = []string{cursor.SeenKey(ev.Date(), ev.ID)}
+		seen = []cursor.Seen{{Date: ev.Date(), UID: ev.ID}}
 	}
 	return c.sp.Commit([]cursor.Mark{after}, seen)
 }
@@ -152,7 +152,7 @@ func TestBulkFiltersStartTimeAndTheSwitchFromSearch(t *testing.T) {
 	// everything up to minute 20, and the index holds a recent one it
 	// delivered (minute 18).
 	sp := space(t)
-	require.NoError(t, sp.Commit(nil, []string{cursor.SeenKey(day.Format(time.DateOnly), "d0-17")}))
+	require.NoError(t, sp.Commit(nil, []cursor.Seen{{Date: day.Format(time.DateOnly), UID: "d0-17"}}))
 	after := teleportsrc.SearchPosition{From: day.Add(20 * time.Minute).Unix(), Tail: []string{"d0-19"}}
 	k = &committing{sp: sp}
 	switchedAt := day.Add(22 * time.Minute)
@@ -173,8 +173,9 @@ func TestBulkFiltersStartTimeAndTheSwitchFromSearch(t *testing.T) {
 type spaceIndex struct{ sp *cursor.Space }
 
 func (i spaceIndex) Seen(date, uid string) bool {
-	ok, _ := i.sp.Has(cursor.SeenKey(date, uid))
-	return ok
+	found := false
+	_ = i.sp.LoadSeen(date, func(h cursor.UIDHash) { found = found || h == cursor.HashUID(uid) })
+	return found
 }
 
 func indexOf(sp *cursor.Space) teleportsrc.Index { return spaceIndex{sp} }

@@ -65,12 +65,19 @@ type apiClient struct{ *client.Client }
 // client's interceptors (error conversion, circuit breaker) still apply;
 // only the response decoding differs.
 func (c apiClient) SearchEvents(ctx context.Context, req *auditlogpb.GetUnstructuredEventsRequest) (Page, error) {
-	var raw []byte
-	err := c.GetConnection().Invoke(ctx, auditlogpb.AuditLogService_GetUnstructuredEvents_FullMethodName, req, &raw, grpc.ForceCodecV2(rawCodec{}))
+	msg := &rawMsg{}
+	err := c.GetConnection().Invoke(ctx, auditlogpb.AuditLogService_GetUnstructuredEvents_FullMethodName, req, msg, grpc.ForceCodecV2(rawCodec{}))
 	if err != nil {
+		msg.Free()
 		return Page{}, err
 	}
-	return ParsePage(raw)
+	page, err := ParsePage(msg.bytes())
+	if err != nil {
+		msg.Free()
+		return Page{}, err
+	}
+	page.free = msg.Free
+	return page, nil
 }
 
 func (c apiClient) ExportChunks(ctx context.Context, date time.Time) ([]string, error) {
@@ -161,14 +168,16 @@ func (c apiClient) rawStream(ctx context.Context, method string, req protobuf.Me
 		return err
 	}
 	for {
-		var raw []byte
-		if err := st.RecvMsg(&raw); err != nil {
+		var msg rawMsg
+		if err := st.RecvMsg(&msg); err != nil {
 			if errors.Is(err, io.EOF) {
 				return nil
 			}
 			return err
 		}
-		if err := fn(raw); err != nil {
+		err := fn(msg.bytes())
+		msg.Free() // fn hands each event over before it returns
+		if err != nil {
 			return err
 		}
 	}

@@ -44,7 +44,8 @@ func (s *Search) skipOversized(ctx context.Context, c Client, big Oversized) err
 	for hi.Sub(lo) > time.Nanosecond {
 		mid := lo.Add(hi.Sub(lo) / 2)
 		s.Stats.Queries++
-		_, err := c.SearchEvents(ctx, s.request(s.from, mid, s.key, types.EventOrderAscending))
+		page, err := c.SearchEvents(ctx, s.request(s.from, mid, s.key, types.EventOrderAscending))
+		page.Free()
 		switch other, ok := ParseOversized(err); {
 		case err == nil:
 			lo = mid

@@ -162,10 +162,10 @@ func (s *Search) Step(ctx context.Context, c Client, sink Sink) (idle bool, err 
 		}
 		return false, err
 	}
-	for i := range page.Events {
-		if err := s.deliver(ctx, &page.Events[i], sink); err != nil {
-			return false, err
-		}
+	err = s.deliverAll(ctx, &page, sink)
+	page.Free()
+	if err != nil {
+		return false, err
 	}
 	if next := page.LastKey; next != "" {
 		// A short page with a key is not the end: the Auth Service caps a
@@ -204,9 +204,22 @@ func (s *Search) request(from, to time.Time, key string, order types.EventOrder)
 	return req
 }
 
+func (s *Search) deliverAll(ctx context.Context, page *Page, sink Sink) error {
+	for i := range page.Events {
+		if err := s.deliver(ctx, &page.Events[i], sink); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (s *Search) deliver(ctx context.Context, ev *Event, sink Sink) error {
 	sec := ev.Seconds
 	id := ev.ID
+	if _, ok := s.recent[id]; ok {
+		s.Stats.Duplicates++ // handed over by a re-scan
+		return nil
+	}
 	switch {
 	case sec == s.pos.From && s.seen[id]:
 		s.Stats.Duplicates++
@@ -262,7 +275,12 @@ func (s *Search) rescan(ctx context.Context, c Client, sink Sink) error {
 	if recent := now.Add(-s.cfg.Settle); from.Before(recent) {
 		from = recent
 	}
+	// Only what the reader has passed: its last query ended at s.to, and
+	// newer events are its own to read.
 	to := s.pos.FromTime().Add(time.Second - time.Nanosecond)
+	if s.to.Before(to) {
+		to = s.to
+	}
 	for id, sec := range s.recent {
 		if sec < now.Add(-2*s.cfg.Settle).Unix() {
 			delete(s.recent, id)
@@ -281,26 +299,36 @@ func (s *Search) rescan(ctx context.Context, c Client, sink Sink) error {
 			}
 			return err
 		}
-		for i := range page.Events {
-			ev := &page.Events[i]
-			if _, ok := s.recent[ev.ID]; ok || (ev.Seconds == s.pos.From && s.seen[ev.ID]) {
-				continue
-			}
-			if s.cfg.Index != nil && s.cfg.Index.Seen(ev.Date(), ev.ID) {
-				continue
-			}
-			s.Stats.Late++
-			s.cfg.Logf("found late event %s (%s) from %s, %s after it happened", ev.ID, ev.Type,
-				ev.Time().Format(time.RFC3339Nano), now.Sub(ev.Time()).Round(time.Millisecond))
-			if err := s.hand(ctx, ev, s.pos, sink); err != nil {
-				return err
-			}
+		err = s.handLate(ctx, &page, now, sink)
+		page.Free()
+		if err != nil {
+			return err
 		}
 		if page.LastKey == "" {
 			return nil
 		}
 		key = page.LastKey
 	}
+}
+
+// handLate hands over the events of a re-scan page not seen before.
+func (s *Search) handLate(ctx context.Context, page *Page, now time.Time, sink Sink) error {
+	for i := range page.Events {
+		ev := &page.Events[i]
+		if _, ok := s.recent[ev.ID]; ok || (ev.Seconds == s.pos.From && s.seen[ev.ID]) {
+			continue
+		}
+		if s.cfg.Index != nil && s.cfg.Index.Seen(ev.Date(), ev.ID) {
+			continue
+		}
+		s.Stats.Late++
+		s.cfg.Logf("found late event %s (%s) from %s, %s after it happened", ev.ID, ev.Type,
+			ev.Time().Format(time.RFC3339Nano), now.Sub(ev.Time()).Round(time.Millisecond))
+		if err := s.hand(ctx, ev, s.pos, sink); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func set(l []string) map[string]bool {

@@ -401,3 +401,39 @@ func TestSearchAfterBulkSkipsWhatTheIndexHolds(t *testing.T) {
 	drain(t, s, m, k)
 	assert.Equal(t, []string{"e3", "e4", "e6", "e7", "e8", "e9"}, k.ids)
 }
+
+// afterFirst adds events to the log once the first search has answered:
+// they arrive between the reader's query and its re-scan.
+type afterFirst struct {
+	*memlog.Log
+	add  []*auditlogpb.EventUnstructured
+	done bool
+}
+
+func (a *afterFirst) SearchEvents(ctx context.Context, req *auditlogpb.GetUnstructuredEventsRequest) (teleportsrc.Page, error) {
+	p, err := a.Log.SearchEvents(ctx, req)
+	if !a.done {
+		a.done = true
+		a.Log.Add(a.add...)
+	}
+	return p, err
+}
+
+// Events arriving in the same second as, but after, the reader's last query
+// belong to the reader, not to the re-scan: no event twice.
+func TestSearchRescanLeavesTheCurrentSecondToTheReader(t *testing.T) {
+	base := t0.Add(10 * time.Minute)
+	m := &afterFirst{Log: &memlog.Log{}, add: []*auditlogpb.EventUnstructured{memlog.Event("b", "x", base.Add(700*time.Millisecond))}}
+	m.Log.Add(memlog.Event("a", "x", base.Add(100*time.Millisecond)))
+	clk := &clock{base.Add(500 * time.Millisecond)}
+	s := teleportsrc.NewSearch(teleportsrc.SearchConfig{Window: time.Hour, PageSize: 100, Settle: time.Minute},
+		teleportsrc.SearchPosition{From: base.Unix()}, clk.now)
+	k := &sink{}
+	drain(t, s, m, k) // query, then the first re-scan, which already sees "b"
+	clk.t = base.Add(900 * time.Millisecond)
+	for i := 0; i < 3; i++ {
+		drain(t, s, m, k)
+		clk.t = clk.t.Add(40 * time.Second)
+	}
+	assert.Equal(t, []string{"a", "b"}, k.got())
+}

@@ -25,11 +25,17 @@ type SessionPosition struct {
 	Attempts int    `json:"attempts,omitempty"`
 	// Done: exported in full, or given up; kept a while so that a
 	// re-delivered session.upload does not export the recording again.
-	Done bool `json:"done,omitempty"`
+	Done bool   `json:"done,omitempty"`
+	key  string // built once: the queue compares keys per event
 }
 
 // Key implements cursor.Mark.
-func (p SessionPosition) Key() string { return sessionPrefix + p.SID }
+func (p SessionPosition) Key() string {
+	if p.key != "" {
+		return p.key
+	}
+	return sessionPrefix + p.SID
+}
 
 // Value implements cursor.Mark.
 func (p SessionPosition) Value() []byte {
@@ -46,6 +52,7 @@ func LoadSessions(sp *cursor.Space) (map[string]SessionPosition, error) {
 			return fmt.Errorf("stored state of %s is corrupt: %w", key, err)
 		}
 		p.SID = strings.TrimPrefix(key, sessionPrefix)
+		p.key = key
 		out[p.SID] = p
 		return nil
 	})
@@ -128,7 +135,7 @@ func (m *Sessions) Watch(ev *Event) {
 		m.mu.Unlock()
 		return
 	}
-	p := &SessionPosition{SID: sid, Upload: ev.Seconds}
+	p := &SessionPosition{SID: sid, Upload: ev.Seconds, key: sessionPrefix + sid}
 	m.states[sid] = p
 	m.due[sid] = time.Time{}
 	m.stats.Found++
@@ -209,10 +216,16 @@ func (m *Sessions) claim() []string {
 	return ready
 }
 
+// nextDue is how long to wait before claiming again: until the next
+// recording is due, or, with every worker busy, until one finishes (which
+// wakes the loop).
 func (m *Sessions) nextDue() time.Duration {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	next := time.Hour
+	if len(m.busy) >= m.cfg.Concurrency {
+		return next
+	}
 	now := m.now()
 	for sid, at := range m.due {
 		if !m.busy[sid] {

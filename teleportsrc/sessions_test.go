@@ -226,3 +226,28 @@ func TestStructString(t *testing.T) {
 	assert.Equal(t, "session.upload", teleportsrc.StructString(ev.Body, "event"))
 	assert.Empty(t, teleportsrc.StructString(ev.Body, "nope"))
 }
+
+// With every worker busy and more recordings due, the scheduler waits for a
+// worker instead of spinning.
+func TestSessionsSchedulerDoesNotSpin(t *testing.T) {
+	c := &countingClient{Log: &memlog.Log{}, gate: make(chan struct{})}
+	for i := 0; i < 4; i++ {
+		sid := fmt.Sprint("w", i)
+		c.AddSession(sid, recording(sid, time.Now(), 3)...)
+	}
+	var clock atomic.Int64
+	now := func() time.Time { clock.Add(1); return time.Now() }
+	cfg := sessionCfg(&lines{})
+	cfg.Concurrency = 1
+	m := teleportsrc.NewSessions(cfg, nil, now)
+	runSessions(t, m, c, &sink{})
+	for i := 0; i < 4; i++ {
+		m.Watch(upload(t, fmt.Sprint("w", i), time.Now()))
+	}
+	require.Eventually(t, func() bool { return c.now.Load() == 1 }, 5*time.Second, 5*time.Millisecond)
+	before := clock.Load()
+	time.Sleep(200 * time.Millisecond) // observe an absence of work
+	assert.Less(t, clock.Load()-before, int64(50), "the scheduler looked at the clock %d times in 200 ms", clock.Load()-before)
+	close(c.gate)
+	require.Eventually(t, func() bool { return m.StatsNow().Exported == 4 }, 5*time.Second, 5*time.Millisecond)
+}

@@ -34,10 +34,20 @@ func dateOf(sec int64) string { return time.Unix(sec, 0).UTC().Format(time.DateO
 // Time is the event time.
 func (e *Event) Time() time.Time { return time.Unix(e.Seconds, int64(e.Nanos)).UTC() }
 
-// Page is one answer of GetUnstructuredEvents.
+// Page is one answer of GetUnstructuredEvents. Its events point into the
+// response's buffer: Free gives it back once they are handed over.
 type Page struct {
 	Events  []Event
 	LastKey string
+	free    func()
+}
+
+// Free releases the page's buffer; the events must not be used after.
+func (p *Page) Free() {
+	if p.free != nil {
+		p.free()
+		p.free = nil
+	}
 }
 
 var errWire = errors.New("malformed message from Teleport")
@@ -158,6 +168,18 @@ func walk(b []byte, fn func(num protowire.Number, typ protowire.Type, v []byte, 
 // pages skip protobuf's object model (see emit.Encoder).
 type rawCodec struct{}
 
+// rawMsg is a response kept in gRPC's pooled buffer until Free.
+type rawMsg struct{ buf mem.Buffer }
+
+func (m *rawMsg) bytes() []byte { return m.buf.ReadOnlyData() }
+
+func (m *rawMsg) Free() {
+	if m.buf != nil {
+		m.buf.Free()
+		m.buf = nil
+	}
+}
+
 func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
 	m, ok := v.(proto.Message)
 	if !ok {
@@ -171,11 +193,11 @@ func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
 }
 
 func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
-	p, ok := v.(*[]byte)
+	m, ok := v.(*rawMsg)
 	if !ok {
 		return fmt.Errorf("rawCodec: cannot unmarshal into %T", v)
 	}
-	*p = data.Materialize()
+	m.buf = data.MaterializeToBuffer(mem.DefaultBufferPool())
 	return nil
 }
 
