@@ -71,6 +71,9 @@ type Config struct {
 	Sessions           bool
 	SessionConcurrency int
 	SkipSessionTypes   []string
+
+	MetricsListen  string // host:port of the Prometheus endpoint, "" = off
+	StatusInterval time.Duration
 }
 
 // Export modes.
@@ -159,6 +162,29 @@ var settings = []setting{
 				return nil
 			}
 			c.SkipSessionTypes, err = parseTypes(v)
+			return err
+		}},
+	{key: "metrics_listen", accepts: "host:port for a Prometheus endpoint at /metrics, such as 0.0.0.0:2021 or 127.0.0.1:2021, or off",
+		apply: func(c *Config, v string) error {
+			if strings.EqualFold(v, "off") {
+				return nil
+			}
+			c.MetricsListen = v
+			_, port, err := net.SplitHostPort(v)
+			if err != nil {
+				return errors.New("needs a host (may be empty) and a port")
+			}
+			if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+				return fmt.Errorf("port %q is not a number from 1 to 65535", port)
+			}
+			return nil
+		}},
+	{key: "status_interval", def: "60s", accepts: "a duration from 0 (off) to 24h, such as 60s or 5m",
+		apply: func(c *Config, v string) (err error) {
+			if strings.EqualFold(v, "off") {
+				v = "0"
+			}
+			c.StatusInterval, err = parseDurationIn(v, 0, 24*time.Hour)
 			return err
 		}},
 	{key: "dial_timeout", def: "10s", accepts: "a duration from 1s to 5m",
@@ -283,9 +309,14 @@ func (c Config) Summary() string {
 	if c.Sessions {
 		sessions = fmt.Sprintf("on session_concurrency=%d skip_session_types=%s", c.SessionConcurrency, joinOr(c.SkipSessionTypes, "none"))
 	}
-	return fmt.Sprintf("addr=%s %s db=%s start_time=%s export_mode=%s export_concurrency=%d window_size=%s page_size=%d poll_interval=%s settle_period=%s types=%s skip_event_types=%s sessions=%s batch_max_records=%d batch_max_bytes=%d dial_timeout=%s",
+	metrics := c.MetricsListen
+	if metrics == "" {
+		metrics = "off"
+	}
+	return fmt.Sprintf("addr=%s %s db=%s start_time=%s export_mode=%s export_concurrency=%d window_size=%s page_size=%d poll_interval=%s settle_period=%s types=%s skip_event_types=%s sessions=%s batch_max_records=%d batch_max_bytes=%d dial_timeout=%s metrics_listen=%s status_interval=%s",
 		c.Addr, creds, c.DB, start, c.ExportMode, c.ExportConcurrency, c.WindowSize, c.PageSize, c.PollInterval, c.SettlePeriod,
-		joinOr(c.Types, "all"), joinOr(c.SkipEventTypes, "none"), sessions, c.BatchMaxRecords, c.BatchMaxBytes, c.DialTimeout)
+		joinOr(c.Types, "all"), joinOr(c.SkipEventTypes, "none"), sessions, c.BatchMaxRecords, c.BatchMaxBytes, c.DialTimeout,
+		metrics, c.StatusInterval)
 }
 
 func joinOr(l []string, empty string) string {

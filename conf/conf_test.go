@@ -40,6 +40,8 @@ func TestParseDefaults(t *testing.T) {
 	assert.False(t, c.Sessions)
 	assert.Equal(t, 5, c.SessionConcurrency)
 	assert.Equal(t, []string{"print"}, c.SkipSessionTypes)
+	assert.Empty(t, c.MetricsListen, "metrics are opt-in")
+	assert.Equal(t, time.Minute, c.StatusInterval)
 	assert.Empty(t, c.Types)
 	assert.Empty(t, c.SkipEventTypes)
 }
@@ -72,6 +74,16 @@ func TestParseSessionAndExportSettings(t *testing.T) {
 	assert.True(t, c.Sessions)
 	assert.Equal(t, 2, c.SessionConcurrency)
 	assert.Empty(t, c.SkipSessionTypes)
+}
+
+func TestParseMetricsSettings(t *testing.T) {
+	c, err := Parse(with("metrics_listen", "127.0.0.1:2021", "status_interval", "off"))
+	require.NoError(t, err)
+	assert.Equal(t, "127.0.0.1:2021", c.MetricsListen)
+	assert.Zero(t, c.StatusInterval)
+	c, err = Parse(with("metrics_listen", ":2021"))
+	require.NoError(t, err)
+	assert.Equal(t, ":2021", c.MetricsListen)
 }
 
 func TestParseDurationForms(t *testing.T) {
@@ -115,6 +127,8 @@ func TestParseErrors(t *testing.T) {
 		{"settle", with("settle_period", "2d"), []string{`"settle_period" = "2d": out of range`}},
 		{"sessions", with("sessions", "maybe"), []string{`"sessions" = "maybe": not on or off`}},
 		{"session concurrency", with("session_concurrency", "0"), []string{`"session_concurrency" = "0"`}},
+		{"metrics listen", with("metrics_listen", "2021"), []string{`"metrics_listen" = "2021": needs a host (may be empty) and a port`}},
+		{"status interval", with("status_interval", "often"), []string{`"status_interval" = "often": not a duration`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse(tc.in)

@@ -254,9 +254,9 @@ func TestQueueTakeLimitsAndMarks(t *testing.T) {
 	q := NewQueue(100, 1000)
 	ctx := context.Background()
 	for i := 0; i < 10; i++ {
-		require.NoError(t, q.Put(ctx, bytes.Repeat([]byte{byte(i)}, 10), mark{"search", fmt.Sprint(i)}, nil))
+		require.NoError(t, q.Put(ctx, Item{Rec: bytes.Repeat([]byte{byte(i)}, 10), Mark: mark{"search", fmt.Sprint(i)}}))
 	}
-	require.NoError(t, q.Put(ctx, nil, mark{"other", "x"}, nil))
+	require.NoError(t, q.Put(ctx, Item{Mark: mark{"other", "x"}}))
 
 	b := q.Take(3, 1000)
 	require.Len(t, b.Records, 3)
@@ -287,7 +287,7 @@ func TestQueueTakeLimitsAndMarks(t *testing.T) {
 
 func TestQueueOversizedRecordStillMoves(t *testing.T) {
 	q := NewQueue(10, 100)
-	require.NoError(t, q.Put(context.Background(), make([]byte, 500), nil, nil))
+	require.NoError(t, q.Put(context.Background(), Item{Rec: make([]byte, 500)}))
 	b := q.Take(10, 100)
 	require.Len(t, b.Records, 1, "one record over the byte limit is handed over alone")
 }
@@ -295,9 +295,9 @@ func TestQueueOversizedRecordStillMoves(t *testing.T) {
 func TestQueuePositionOnlyItemsNeedNoRoom(t *testing.T) {
 	q := NewQueue(1, 10)
 	ctx := context.Background()
-	require.NoError(t, q.Put(ctx, []byte("0123456789"), mark{"a", "1"}, nil))
+	require.NoError(t, q.Put(ctx, Item{Rec: []byte("0123456789"), Mark: mark{"a", "1"}}))
 	done := make(chan error, 1)
-	go func() { done <- q.Put(ctx, nil, mark{"a", "2"}, nil) }()
+	go func() { done <- q.Put(ctx, Item{Mark: mark{"a", "2"}}) }()
 	require.NoError(t, <-done, "a position never waits")
 	b := q.Take(1, 10)
 	assert.Equal(t, "2", string(b.Marks[0].Value()))
@@ -307,11 +307,11 @@ func TestQueueCoalescesRunsOfPositions(t *testing.T) {
 	q := NewQueue(10, 100)
 	ctx := context.Background()
 	for i := 0; i < 1000; i++ {
-		require.NoError(t, q.Put(ctx, nil, mark{"search", fmt.Sprint(i)}, nil))
+		require.NoError(t, q.Put(ctx, Item{Mark: mark{"search", fmt.Sprint(i)}}))
 	}
 	assert.Len(t, q.items, 1)
-	require.NoError(t, q.Put(ctx, []byte("r"), mark{"search", "r"}, nil))
-	require.NoError(t, q.Put(ctx, nil, mark{"search", "after"}, nil))
+	require.NoError(t, q.Put(ctx, Item{Rec: []byte("r"), Mark: mark{"search", "r"}}))
+	require.NoError(t, q.Put(ctx, Item{Mark: mark{"search", "after"}}))
 	assert.Len(t, q.items, 3, "a record ends the run")
 	b := q.Take(10, 100)
 	assert.Equal(t, "after", string(b.Marks[0].Value()))
@@ -320,13 +320,13 @@ func TestQueueCoalescesRunsOfPositions(t *testing.T) {
 func TestQueueBlocksUntilTakeAndHonoursContext(t *testing.T) {
 	q := NewQueue(2, 1000)
 	ctx := context.Background()
-	require.NoError(t, q.Put(ctx, []byte("a"), nil, nil))
-	require.NoError(t, q.Put(ctx, []byte("b"), nil, nil))
+	require.NoError(t, q.Put(ctx, Item{Rec: []byte("a")}))
+	require.NoError(t, q.Put(ctx, Item{Rec: []byte("b")}))
 
 	// Several producers wait; one Take of two records wakes them all.
 	done := make(chan error, 2)
 	for i := 0; i < 2; i++ {
-		go func() { done <- q.Put(ctx, []byte("c"), nil, nil) }()
+		go func() { done <- q.Put(ctx, Item{Rec: []byte("c")}) }()
 	}
 	select {
 	case err := <-done:
@@ -345,7 +345,7 @@ func TestQueueBlocksUntilTakeAndHonoursContext(t *testing.T) {
 
 	cctx, cancel := context.WithCancel(ctx)
 	errc := make(chan error, 1)
-	go func() { errc <- q.Put(cctx, []byte("d"), nil, nil) }()
+	go func() { errc <- q.Put(cctx, Item{Rec: []byte("d")}) }()
 	cancel()
 	select {
 	case err := <-errc:
@@ -398,8 +398,8 @@ func TestTakeIntoSharesTheLimits(t *testing.T) {
 	a, b := NewQueue(100, 1000), NewQueue(100, 1000)
 	ctx := context.Background()
 	for i := 0; i < 5; i++ {
-		require.NoError(t, a.Put(ctx, []byte("aaaaaaaaaa"), mark{"a", fmt.Sprint(i)}, nil))
-		require.NoError(t, b.Put(ctx, []byte("bbbbbbbbbb"), mark{"b", fmt.Sprint(i)}, &cursor.Seen{Date: "x", UID: fmt.Sprint(i)}))
+		require.NoError(t, a.Put(ctx, Item{Rec: []byte("aaaaaaaaaa"), Mark: mark{"a", fmt.Sprint(i)}}))
+		require.NoError(t, b.Put(ctx, Item{Rec: []byte("bbbbbbbbbb"), Mark: mark{"b", fmt.Sprint(i)}, Seen: &cursor.Seen{Date: "x", UID: fmt.Sprint(i)}}))
 	}
 	batch := a.Take(7, 1000)
 	b.TakeInto(batch, 7, 1000)

@@ -12,7 +12,7 @@ import (
 // never blocks.
 type Queue struct {
 	mu       sync.Mutex
-	items    []item
+	items    []Item
 	head     int
 	records  int
 	bytes    int
@@ -23,10 +23,14 @@ type Queue struct {
 	room chan struct{}
 }
 
-type item struct {
-	rec  []byte // nil for a position-only item
-	mark cursor.Mark
-	seen *cursor.Seen // index entry to write with the batch, if any
+// Item is what the readers queue: a record and the position after it, or a
+// position alone.
+type Item struct {
+	Rec     []byte // nil for a position-only item
+	Mark    cursor.Mark
+	Seen    *cursor.Seen // index entry to write with the batch, if any
+	Time    int64        // the event's time (unix seconds), 0 if not an audit event
+	Session bool         // the record is an event of a session recording
 }
 
 // NewQueue holds at most maxRecords records or maxBytes bytes (a single
@@ -35,23 +39,22 @@ func NewQueue(maxRecords, maxBytes int) *Queue {
 	return &Queue{maxItems: maxRecords, maxBytes: maxBytes, room: make(chan struct{})}
 }
 
-// Put appends a record (or, with rec == nil, only a position) and waits for
-// room while the queue is full. seen, if not nil, is an index entry to
-// commit with the record. It returns ctx.Err() if ctx ends first.
-func (q *Queue) Put(ctx context.Context, rec []byte, m cursor.Mark, seen *cursor.Seen) error {
+// Put appends an item and waits for room while the queue is full (a
+// position alone never waits). It returns ctx.Err() if ctx ends first.
+func (q *Queue) Put(ctx context.Context, it Item) error {
 	for {
 		q.mu.Lock()
-		if n := len(q.items); rec == nil && seen == nil && n > q.head && q.items[n-1].rec == nil && q.items[n-1].seen == nil && sameKey(q.items[n-1].mark, m) {
+		if n := len(q.items); it.Rec == nil && it.Seen == nil && n > q.head && q.items[n-1].Rec == nil && q.items[n-1].Seen == nil && sameKey(q.items[n-1].Mark, it.Mark) {
 			// A run of positions without events needs only its last one.
-			q.items[n-1].mark = m
+			q.items[n-1].Mark = it.Mark
 			q.mu.Unlock()
 			return nil
 		}
-		if rec == nil || q.records == 0 || (q.records < q.maxItems && q.bytes < q.maxBytes) {
-			q.items = append(q.items, item{rec: rec, mark: m, seen: seen})
-			if rec != nil {
+		if it.Rec == nil || q.records == 0 || (q.records < q.maxItems && q.bytes < q.maxBytes) {
+			q.items = append(q.items, it)
+			if it.Rec != nil {
 				q.records++
-				q.bytes += len(rec)
+				q.bytes += len(it.Rec)
 			}
 			q.mu.Unlock()
 			return nil
@@ -75,6 +78,10 @@ type Batch struct {
 	Marks []cursor.Mark
 	// Seen holds the index entries of the batch's events.
 	Seen []cursor.Seen
+	// Newest is the time of the newest audit event in the batch (unix seconds).
+	Newest int64
+	// SessionRecords counts the records of session recordings among Records.
+	SessionRecords int
 }
 
 // Empty reports whether the batch carries neither records nor positions.
@@ -103,18 +110,22 @@ func (q *Queue) TakeInto(b *Batch, maxRecords, maxBytes int) {
 	i := q.head
 	for ; i < len(q.items); i++ {
 		it := q.items[i]
-		if it.rec != nil {
-			if len(b.Records) == maxRecords || (len(b.Records) > 0 && b.Size+len(it.rec) > maxBytes) {
+		if it.Rec != nil {
+			if len(b.Records) == maxRecords || (len(b.Records) > 0 && b.Size+len(it.Rec) > maxBytes) {
 				break
 			}
-			b.Records = append(b.Records, it.rec)
-			b.Size += len(it.rec)
+			b.Records = append(b.Records, it.Rec)
+			b.Size += len(it.Rec)
+			b.Newest = max(b.Newest, it.Time)
+			if it.Session {
+				b.SessionRecords++
+			}
 		}
-		b.Marks = setMark(b.Marks, it.mark)
-		if it.seen != nil {
-			b.Seen = append(b.Seen, *it.seen)
+		b.Marks = setMark(b.Marks, it.Mark)
+		if it.Seen != nil {
+			b.Seen = append(b.Seen, *it.Seen)
 		}
-		q.items[i] = item{}
+		q.items[i] = Item{}
 	}
 	q.head = i
 	q.records -= len(b.Records) - taken

@@ -15,6 +15,7 @@ import (
 	"github.com/fluent-bit-teleport/fluent-bit-teleport/conf"
 	"github.com/fluent-bit-teleport/fluent-bit-teleport/cursor"
 	"github.com/fluent-bit-teleport/fluent-bit-teleport/emit"
+	"github.com/fluent-bit-teleport/fluent-bit-teleport/metrics"
 	"github.com/fluent-bit-teleport/fluent-bit-teleport/teleportsrc"
 )
 
@@ -46,13 +47,16 @@ var (
 
 // Instance is one running teleport input.
 type Instance struct {
-	cfg   conf.Config
-	name  string
-	log   Logger
-	dial  teleportsrc.Dialer
-	now   func() time.Time
-	store *cursor.Store
-	space atomic.Pointer[cursor.Space]
+	cfg     conf.Config
+	name    string
+	log     Logger
+	dial    teleportsrc.Dialer
+	now     func() time.Time
+	store   *cursor.Store
+	space   atomic.Pointer[cursor.Space]
+	readers atomic.Pointer[readers]
+	// unregisterMetrics removes the instance from the metrics endpoint.
+	unregisterMetrics func()
 
 	// Audit events and session recordings queue apart, so that neither
 	// holds the other up.
@@ -75,15 +79,17 @@ type Instance struct {
 // Stats are the instance's counters, safe to read from any goroutine.
 type Stats struct {
 	Records        atomic.Int64 // handed to Fluent Bit
+	SessionRecords atomic.Int64 // of which from session recordings
 	Bytes          atomic.Int64
 	Batches        atomic.Int64
-	SessionRecords atomic.Int64
 	Retries        atomic.Int64
 	Errors         atomic.Int64
 	Connected      atomic.Bool
-	// NewestSecond is the newest audit event second handed over (unix seconds).
-	NewestSecond atomic.Int64
-	Mode         atomic.Value // string: "bulk" or "search" once chosen
+	CaughtUp       atomic.Bool  // the reader has read up to now
+	NewestSecond   atomic.Int64 // the newest audit event handed over (unix seconds)
+	IdentityExpiry atomic.Int64 // unix seconds, 0 if unknown
+	Mode           atomic.Value // string: "bulk" or "search" once chosen
+	Cluster        atomic.Value // string, once connected
 }
 
 // New opens the position store; it does not touch the network, so it is
@@ -108,6 +114,14 @@ func New(o Options) (*Instance, error) {
 		done:     make(chan struct{}),
 	}
 	x.encoders.New = func() any { return &encoder{} }
+	if o.Config.MetricsListen != "" {
+		unregister, err := metrics.Register(o.Config.MetricsListen, x.Snapshot)
+		if err != nil {
+			_ = store.Close()
+			return nil, err
+		}
+		x.unregisterMetrics = unregister
+	}
 	return x, nil
 }
 
@@ -120,6 +134,9 @@ func (x *Instance) Start() {
 	x.cancel = cancel
 	go func() {
 		defer close(x.done)
+		if x.cfg.StatusInterval > 0 {
+			go x.statusLoop(ctx, x.cfg.StatusInterval)
+		}
 		x.run(ctx)
 	}()
 }
@@ -133,6 +150,9 @@ func (x *Instance) Stop(timeout time.Duration) {
 }
 
 func (x *Instance) stop(timeout time.Duration) {
+	if x.unregisterMetrics != nil {
+		x.unregisterMetrics()
+	}
 	if x.cancel != nil {
 		x.cancel()
 		select {
@@ -204,13 +224,12 @@ func (x *Instance) Collect() *emit.Batch {
 func (x *Instance) Commit(b *emit.Batch) {
 	if len(b.Records) > 0 {
 		x.stats.Records.Add(int64(len(b.Records)))
+		x.stats.SessionRecords.Add(int64(b.SessionRecords))
 		x.stats.Bytes.Add(int64(b.Size))
 		x.stats.Batches.Add(1)
 	}
-	for _, m := range b.Marks {
-		if p, ok := m.(teleportsrc.SearchPosition); ok {
-			x.stats.NewestSecond.Store(p.From)
-		}
+	if b.Newest > x.stats.NewestSecond.Load() {
+		x.stats.NewestSecond.Store(b.Newest)
 	}
 	sp := x.space.Load()
 	if sp == nil || (len(b.Marks) == 0 && len(b.Seen) == 0) {
@@ -263,19 +282,20 @@ func (s sink) Event(ctx context.Context, ev *teleportsrc.Event, after cursor.Mar
 		// loses the rest of its chunk. This one can never succeed, so move on.
 		s.x.stats.Errors.Add(1)
 		s.x.log.Errorf("skipping event %s (%s): its body from Teleport is not valid protobuf: %v", ev.ID, ev.Type, err)
-		return s.q.Put(ctx, nil, after, seen)
+		return s.q.Put(ctx, emit.Item{Mark: after, Seen: seen})
 	}
-	if s.session {
-		s.x.stats.SessionRecords.Add(1)
+	it := emit.Item{Rec: out, Mark: after, Seen: seen, Session: s.session}
+	if !s.session {
+		it.Time = ev.Seconds
 	}
-	return s.q.Put(ctx, out, after, seen)
+	return s.q.Put(ctx, it)
 }
 
 func (s sink) Progress(ctx context.Context, at cursor.Mark) error {
 	if err := s.x.waitRunning(ctx); err != nil {
 		return err
 	}
-	return s.q.Put(ctx, nil, at, nil)
+	return s.q.Put(ctx, emit.Item{Mark: at})
 }
 
 // index answers from the delivered-event index in the db. It loads a date's

@@ -76,6 +76,8 @@ func (x *Instance) connection(ctx context.Context, creds *teleportsrc.Credential
 			return err
 		}
 		*r = built
+		x.readers.Store(built)
+		x.stats.Cluster.Store(ping.ClusterName)
 	} else if (*r).cluster != ping.ClusterName {
 		return fmt.Errorf("connected to cluster %q, but this input exports %q: restart Fluent Bit after changing clusters", ping.ClusterName, (*r).cluster)
 	}
@@ -112,6 +114,20 @@ func (x *Instance) readAudit(ctx context.Context, clt teleportsrc.Client, r *rea
 	out := sink{x: x, q: x.audit}
 	if r.bulk != nil {
 		retry.Reset()
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		go func() { // mirror the bulk export's state for the metrics
+			t := time.NewTicker(time.Second)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					x.stats.CaughtUp.Store(r.bulk.CaughtUp())
+				}
+			}
+		}()
 		return r.bulk.Run(ctx, clt, out)
 	}
 	for {
@@ -122,6 +138,7 @@ func (x *Instance) readAudit(ctx context.Context, clt teleportsrc.Client, r *rea
 		if err != nil {
 			return err
 		}
+		x.stats.CaughtUp.Store(idle)
 		retry.Reset()
 		if idle {
 			if err := teleportsrc.Sleep(ctx, x.cfg.PollInterval); err != nil {
@@ -187,6 +204,7 @@ func (x *Instance) loadCredentials(creds *teleportsrc.Credentials) error {
 	}
 	if loaded {
 		if exp, ok := creds.Expiry(); ok {
+			x.stats.IdentityExpiry.Store(exp.Unix())
 			x.log.Infof("loaded %s (valid until %s)", creds.Describe(), exp.UTC().Format(time.RFC3339))
 		}
 	}

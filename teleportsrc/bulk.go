@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gravitational/trace"
@@ -163,8 +164,12 @@ type Bulk struct {
 	mu    sync.Mutex
 	state BulkState
 	// Stats are updated by several goroutines; read them with StatsNow.
-	stats BulkStats
+	stats    BulkStats
+	caughtUp atomic.Bool
 }
+
+// CaughtUp reports whether every chunk listed so far is exported.
+func (b *Bulk) CaughtUp() bool { return b.caughtUp.Load() }
 
 // BulkStats counts what the bulk export did.
 type BulkStats struct {
@@ -197,9 +202,11 @@ func (b *Bulk) StatsNow() BulkStats {
 // cursor).
 func (b *Bulk) Run(ctx context.Context, c Client, sink Sink) error {
 	for {
+		b.caughtUp.Store(false)
 		if err := b.Pass(ctx, c, sink); err != nil {
 			return err
 		}
+		b.caughtUp.Store(true)
 		if err := Sleep(ctx, b.cfg.Poll); err != nil {
 			return err
 		}

@@ -43,7 +43,7 @@ func (s *Search) skipOversized(ctx context.Context, c Client, big Oversized) err
 	lo, hi := s.from.Add(-time.Nanosecond), s.to
 	for hi.Sub(lo) > time.Nanosecond {
 		mid := lo.Add(hi.Sub(lo) / 2)
-		s.Stats.Queries++
+		s.Stats.Queries.Add(1)
 		page, err := c.SearchEvents(ctx, s.request(s.from, mid, s.key, types.EventOrderAscending))
 		page.Free()
 		switch other, ok := ParseOversized(err); {
@@ -55,7 +55,7 @@ func (s *Search) skipOversized(ctx context.Context, c Client, big Oversized) err
 			return fmt.Errorf("looking for oversized event %s: %w", big.UID, err)
 		}
 	}
-	s.Stats.Oversized++
+	s.Stats.Oversized.Add(1)
 	s.cfg.Logf("skipping %s event %s from %s: it is %s, over the 1 MiB Teleport can return in a search, and Teleport could not trim it",
 		big.Type, big.UID, hi.Format(time.RFC3339Nano), big.Size)
 	s.skipTo = hi.Add(time.Nanosecond)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	auditlogpb "github.com/gravitational/teleport/api/gen/proto/go/teleport/auditlog/v1"
@@ -110,14 +111,14 @@ type Search struct {
 	Stats SearchStats
 }
 
-// SearchStats counts what the reader did.
+// SearchStats counts what the reader did; safe to read from any goroutine.
 type SearchStats struct {
-	Queries    int64
-	Events     int64 // handed to the sink
-	Skipped    int64 // filtered by type
-	Duplicates int64 // re-read and dropped by id
-	Late       int64 // found by the settle re-scan
-	Oversized  int64 // too large for Teleport to return
+	Queries    atomic.Int64
+	Events     atomic.Int64 // handed to the sink
+	Skipped    atomic.Int64 // filtered by type
+	Duplicates atomic.Int64 // re-read and dropped by id
+	Late       atomic.Int64 // found by the settle re-scan
+	Oversized  atomic.Int64 // too large for Teleport to return
 }
 
 // NewSearch resumes from pos.
@@ -154,7 +155,7 @@ func (s *Search) Step(ctx context.Context, c Client, sink Sink) (idle bool, err 
 			return true, nil // start_time is in the future
 		}
 	}
-	s.Stats.Queries++
+	s.Stats.Queries.Add(1)
 	page, err := c.SearchEvents(ctx, s.request(s.from, s.to, s.key, types.EventOrderAscending))
 	if err != nil {
 		if big, ok := ParseOversized(err); ok {
@@ -217,16 +218,16 @@ func (s *Search) deliver(ctx context.Context, ev *Event, sink Sink) error {
 	sec := ev.Seconds
 	id := ev.ID
 	if _, ok := s.recent[id]; ok {
-		s.Stats.Duplicates++ // handed over by a re-scan
+		s.Stats.Duplicates.Add(1) // handed over by a re-scan
 		return nil
 	}
 	switch {
 	case sec == s.pos.From && s.seen[id]:
-		s.Stats.Duplicates++
+		s.Stats.Duplicates.Add(1)
 		return nil
 	case sec <= s.pos.CheckUntil && s.cfg.Index != nil && s.cfg.Index.Seen(ev.Date(), id):
 		// Handed over by the bulk export before the switch to search.
-		s.Stats.Duplicates++
+		s.Stats.Duplicates.Add(1)
 		return nil
 	case sec > s.pos.From:
 		// A fresh slice: earlier positions share the old one.
@@ -248,7 +249,7 @@ func (s *Search) hand(ctx context.Context, ev *Event, at SearchPosition, sink Si
 		s.cfg.Watch(ev)
 	}
 	if s.skip[ev.Type] || (len(s.types) > 0 && !s.types[ev.Type]) {
-		s.Stats.Skipped++
+		s.Stats.Skipped.Add(1)
 		return sink.Progress(ctx, at)
 	}
 	if s.cfg.Settle > 0 && ev.Seconds >= s.now().Add(-2*s.cfg.Settle).Unix() {
@@ -256,7 +257,7 @@ func (s *Search) hand(ctx context.Context, ev *Event, at SearchPosition, sink Si
 		ev.Remember = true
 		s.recent[ev.ID] = ev.Seconds
 	}
-	s.Stats.Events++
+	s.Stats.Events.Add(1)
 	return sink.Event(ctx, ev, at)
 }
 
@@ -291,7 +292,7 @@ func (s *Search) rescan(ctx context.Context, c Client, sink Sink) error {
 	}
 	key := ""
 	for {
-		s.Stats.Queries++
+		s.Stats.Queries.Add(1)
 		page, err := c.SearchEvents(ctx, s.request(from, to, key, types.EventOrderAscending))
 		if err != nil {
 			if _, ok := ParseOversized(err); ok {
@@ -321,7 +322,7 @@ func (s *Search) handLate(ctx context.Context, page *Page, now time.Time, sink S
 		if s.cfg.Index != nil && s.cfg.Index.Seen(ev.Date(), ev.ID) {
 			continue
 		}
-		s.Stats.Late++
+		s.Stats.Late.Add(1)
 		s.cfg.Logf("found late event %s (%s) from %s, %s after it happened", ev.ID, ev.Type,
 			ev.Time().Format(time.RFC3339Nano), now.Sub(ev.Time()).Round(time.Millisecond))
 		if err := s.hand(ctx, ev, s.pos, sink); err != nil {

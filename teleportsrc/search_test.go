@@ -164,7 +164,7 @@ func TestSearchPollRereadsOnlyTheLastSecond(t *testing.T) {
 	assert.Len(t, m.Queries(), before+3)
 	q := m.Queries()[len(m.Queries())-1]
 	assert.Equal(t, t0.Add(29*time.Second), q.From, "fresh query from the last delivered second")
-	assert.Equal(t, int64(30), s.Stats.Duplicates, "only that second's 10 events are re-read per poll")
+	assert.Equal(t, int64(30), s.Stats.Duplicates.Load(), "only that second's 10 events are re-read per poll")
 
 	// New events arrive: only they are delivered.
 	m.Add(memlog.Event("n1", "x", t0.Add(29*time.Second+950*time.Millisecond)), memlog.Event("n2", "x", t0.Add(61*time.Second)))
@@ -183,7 +183,7 @@ func TestSearchSecondGranularityBackend(t *testing.T) {
 	k := &sink{}
 	drain(t, s, m, k)
 	assert.Equal(t, ids("e", 100), k.ids, "window ends re-return a whole second; ids drop the repeats")
-	assert.Positive(t, s.Stats.Duplicates)
+	assert.Positive(t, s.Stats.Duplicates.Load())
 }
 
 func TestSearchResumesFromAnyPositionWithoutLossOrRepeat(t *testing.T) {
@@ -334,7 +334,7 @@ func TestSearchFindsLateEventsOnceAndOnlyRecentOnes(t *testing.T) {
 	clk.t = clk.t.Add(31 * time.Second)
 	drain(t, s, m, k)
 	assert.Equal(t, []string{"late"}, k.ids[20:], "the re-scan hands over the late event, and nothing it saw before")
-	assert.Equal(t, int64(1), s.Stats.Late)
+	assert.Equal(t, int64(1), s.Stats.Late.Load())
 	require.Len(t, logged, 1)
 	assert.Contains(t, logged[0], "found late event late (x)")
 
@@ -370,7 +370,7 @@ func TestSearchSkipsOversizedEventsWithoutStalling(t *testing.T) {
 	k := &sink{}
 	drain(t, s, m, k)
 	assert.Equal(t, want, k.ids)
-	assert.Equal(t, int64(2), s.Stats.Oversized)
+	assert.Equal(t, int64(2), s.Stats.Oversized.Load())
 	require.Len(t, logged, 2)
 	assert.Contains(t, logged[0], "skipping db.session.query event big10 from "+t0.Add(10*time.Second+250*time.Millisecond).Format(time.RFC3339Nano))
 	assert.Contains(t, logged[0], "over the 1 MiB Teleport can return in a search")

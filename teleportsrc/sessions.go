@@ -97,7 +97,7 @@ type Sessions struct {
 // SessionStats counts what the session export did.
 type SessionStats struct {
 	Found, Exported, Events, Retries, GivenUp int64
-	Active                                    int
+	Active, Pending                           int // streaming now; waiting to
 }
 
 // NewSessions resumes the recordings in saved.
@@ -160,6 +160,7 @@ func (m *Sessions) StatsNow() SessionStats {
 	defer m.mu.Unlock()
 	s := m.stats
 	s.Active = len(m.busy)
+	s.Pending = len(m.due) - len(m.busy)
 	return s
 }
 
