@@ -22,6 +22,7 @@ test: $(PLUGIN)
 	@if [ -z "$$FLUENT_BIT" ]; then echo "NOTE: FLUENT_BIT is not set: the end-to-end tests with a real fluent-bit (tests/e2e) are SKIPPED"; \
 	 else echo "end-to-end tests use FLUENT_BIT=$$FLUENT_BIT"; fi
 	TELEPORT_PLUGIN_SO=$(abspath $(PLUGIN)) $(GO) test -count=1 -timeout 20m ./...
+	cd docker/manifests && $(GO) vet ./... && TELEPORT_PLUGIN_SO=$(abspath $(PLUGIN)) $(GO) test -count=1 -timeout 10m ./...
 
 # Speed and memory: Badger's footprint, then 200,000 events exported from the
 # Teleport test double through the .so (see tests/bench).

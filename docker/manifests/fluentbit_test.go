@@ -126,20 +126,6 @@ func dryRun(t *testing.T, bin, config string, env map[string]string, wantOK bool
 // start) and the probe endpoints must answer 200. No Teleport is needed:
 // without an identity file the plugin keeps retrying.
 func runDefault(t *testing.T, bin, yaml, dir string) {
-	known := pluginKeys(t)
-	var removed []string
-	for k := range pendingKeys {
-		if !known[k] {
-			re := regexp.MustCompile(`(?m)^\s*` + regexp.QuoteMeta(k) + `:.*\n`)
-			if re.MatchString(yaml) {
-				yaml = re.ReplaceAllString(yaml, "")
-				removed = append(removed, k)
-			}
-		}
-	}
-	if len(removed) > 0 {
-		t.Logf("NOTE: running without %s: not in conf/*.go yet, and the plugin rejects unknown settings", strings.Join(removed, ", "))
-	}
 	config := writeFile(t, filepath.Join(dir, "run.yaml"), yaml)
 	port := freePort(t)
 	env := map[string]string{
