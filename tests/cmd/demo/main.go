@@ -25,15 +25,16 @@ import (
 func main() {
 	backlog := flag.Int("backlog", 20, "events already in the audit log at start")
 	rate := flag.Int("rate", 2, "new audit events per second")
+	sessions := flag.Duration("sessions", 10*time.Second, "record a session this often (0: never)")
 	duration := flag.Duration("duration", 0, "stop after this long (0: run until Ctrl-C)")
 	flag.Parse()
-	if err := run(*backlog, *rate, *duration); err != nil {
+	if err := run(*backlog, *rate, *sessions, *duration); err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
 	}
 }
 
-func run(backlog, rate int, duration time.Duration) error {
+func run(backlog, rate int, every, duration time.Duration) error {
 	so, err := testenv.BuildPlugin()
 	if err != nil {
 		return err
@@ -61,12 +62,27 @@ func run(backlog, rate int, duration time.Duration) error {
 	go func() {
 		t := time.NewTicker(time.Second / time.Duration(max(rate, 1)))
 		defer t.Stop()
+		var record <-chan time.Time
+		if every > 0 {
+			s := time.NewTicker(every)
+			defer s.Stop()
+			record = s.C
+		}
+		n := 0
 		for {
 			select {
 			case <-stopStream:
 				return
 			case <-t.C:
 				srv.Append(gen.Events(1, time.Now(), 0)...)
+			case <-record:
+				// A session that ended just now: its recording, then the
+				// session.upload event that announces it.
+				n++
+				sid := fmt.Sprintf("demo-session-%d", n)
+				rec, upload := gen.Session(sid, time.Now().Add(-5*time.Second), 12)
+				srv.AddSession(sid, rec)
+				srv.Append(upload)
 			}
 		}
 	}()
@@ -74,10 +90,10 @@ func run(backlog, rate int, duration time.Duration) error {
 
 	props := []string{
 		"addr=" + srv.Addr(), "identity_file=" + identity, "db=" + filepath.Join(dir, "db"),
-		"start_time=" + start.Format(time.RFC3339),
+		"start_time=" + start.Format(time.RFC3339), "sessions=on", "status_interval=30s",
 	}
-	fmt.Fprintf(os.Stderr, "demo: Teleport test double at %s (cluster %s), %d events in the log, %d new per second\n",
-		srv.Addr(), srv.ClusterName(), backlog, rate)
+	fmt.Fprintf(os.Stderr, "demo: Teleport test double at %s (cluster %s), %d events in the log, %d new per second, a recorded session every %s\n",
+		srv.Addr(), srv.ClusterName(), backlog, rate, every)
 
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, os.Interrupt, syscall.SIGTERM)
@@ -107,7 +123,9 @@ func runFluentBit(bin, so string, props []string, stop <-chan os.Signal) error {
 	for _, p := range props {
 		args = append(args, "-p", p)
 	}
-	args = append(args, "-o", "stdout", "-p", "format=json_lines", "-m", "*", "-f", "1")
+	// The README's recipe: recordings get their own tag, teleport.session.<sid>.
+	args = append(args, "-F", "rewrite_tag", "-m", "teleport.audit", "-p", "rule=$teleport_stream ^session$ teleport.session.$sid false")
+	args = append(args, "-o", "stdout", "-m", "*", "-f", "1") // the default format shows each record's tag
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	if err := cmd.Start(); err != nil {
@@ -184,7 +202,11 @@ func runHost(so string, props []string, records string, stop <-chan os.Signal) e
 				return err
 			}
 			for _, r := range recs[printed:] {
-				m := map[string]any{"date": float64(r.Time.UnixNano()) / 1e9}
+				tag := "teleport.audit"
+				if r.Body["teleport_stream"] == "session" {
+					tag = fmt.Sprintf("teleport.session.%v", r.Body["sid"])
+				}
+				m := map[string]any{"date": float64(r.Time.UnixNano()) / 1e9, "tag": tag}
 				for k, v := range r.Body {
 					m[k] = v
 				}
