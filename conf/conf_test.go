@@ -127,6 +127,7 @@ func TestParseErrors(t *testing.T) {
 		{"settle", with("settle_period", "2d"), []string{`"settle_period" = "2d": out of range`}},
 		{"sessions", with("sessions", "maybe"), []string{`"sessions" = "maybe": not on or off`}},
 		{"session concurrency", with("session_concurrency", "0"), []string{`"session_concurrency" = "0"`}},
+		{"start_after_uid alone", with("start_after_uid", "abc"), []string{`setting "start_after_uid" needs start_time`}},
 		{"metrics listen", with("metrics_listen", "2021"), []string{`"metrics_listen" = "2021": needs a host (may be empty) and a port`}},
 		{"status interval", with("status_interval", "often"), []string{`"status_interval" = "often": not a duration`}},
 	} {

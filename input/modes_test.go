@@ -133,3 +133,37 @@ func bodiesOf(t *testing.T, b *emit.Batch) []map[string]any {
 	}
 	return out
 }
+
+// Switching over from the Event Handler: start_time is the time of the last
+// event it sent, start_after_uid its id; the export begins right after it.
+func TestStartAfterUID(t *testing.T) {
+	for _, mode := range []string{"search", "bulk"} {
+		t.Run(mode, func(t *testing.T) {
+			f := newFixture(t)
+			f.log.Bulk = mode == "bulk"
+			second := t0.Add(time.Minute)
+			var evs []*auditlogpb.EventUnstructured
+			for i := 0; i < 6; i++ { // six events in one second
+				evs = append(evs, memlog.Event(fmt.Sprint("s", i), "user.login", second.Add(time.Duration(i)*100*time.Millisecond)))
+			}
+			evs = append(evs, memlog.Event("before", "user.login", second.Add(-time.Second)), memlog.Event("after", "user.login", second.Add(2*time.Second)))
+			f.log.Add(evs...)
+			x, l := f.start(t, nil, "export_mode", mode, "start_time", second.Format(time.RFC3339), "start_after_uid", "s2")
+			assert.ElementsMatch(t, []string{"s3", "s4", "s5", "after"}, takeN(t, x, 4, true))
+			assert.True(t, l.has("starting after event s2: 2 events of "))
+
+			// Only the first start: later the saved position wins.
+			x.Stop(time.Second)
+			y, _ := f.start(t, nil, "export_mode", mode, "start_time", second.Format(time.RFC3339), "start_after_uid", "s2")
+			f.log.Add(memlog.Event("later", "user.login", second.Add(3*time.Second)))
+			assert.Equal(t, []string{"later"}, takeN(t, y, 1, true))
+		})
+	}
+}
+
+func TestStartAfterUIDNotFound(t *testing.T) {
+	f := newFixture(t)
+	f.log.Add(memlog.Event("a", "user.login", t0.Add(time.Minute)))
+	_, l := f.start(t, nil, "start_time", t0.Add(time.Minute).Format(time.RFC3339), "start_after_uid", "nope")
+	require.Eventually(t, func() bool { return l.has("start_after_uid: no event nope in the second") }, 10*time.Second, 10*time.Millisecond)
+}

@@ -239,6 +239,16 @@ func (x *Instance) prepare(ctx context.Context, clt teleportsrc.Client, cluster 
 		}
 	}
 
+	// start_after_uid: on the first start, begin right after that event.
+	var startTail []string
+	if x.cfg.StartAfterUID != "" && st.mode == "" && st.bulk.Empty() {
+		startTail, err = teleportsrc.TailThrough(ctx, clt, start, x.cfg.StartAfterUID, x.cfg.PageSize)
+		if err != nil {
+			return nil, fmt.Errorf("start_after_uid: %w", err)
+		}
+		x.log.Infof("starting after event %s: %d events of %s were sent before it", x.cfg.StartAfterUID, len(startTail)-1, start.Format(time.RFC3339))
+	}
+
 	r := &readers{cluster: cluster}
 	idx := newIndex(sp)
 	watch := func(*teleportsrc.Event) {}
@@ -253,7 +263,7 @@ func (x *Instance) prepare(ctx context.Context, clt teleportsrc.Client, cluster 
 	}
 	switch mode {
 	case conf.ModeSearch:
-		pos, err := x.searchStart(sp, st, start)
+		pos, err := x.searchStart(sp, st, start, startTail)
 		if err != nil {
 			return nil, err
 		}
@@ -268,7 +278,7 @@ func (x *Instance) prepare(ctx context.Context, clt teleportsrc.Client, cluster 
 			return nil, err
 		}
 		r.bulk = teleportsrc.NewBulk(teleportsrc.BulkConfig{
-			Start: start, Concurrency: x.cfg.ExportConcurrency, Types: x.cfg.Types, Skip: x.cfg.SkipEventTypes,
+			Start: start, StartTail: startTail, Concurrency: x.cfg.ExportConcurrency, Types: x.cfg.Types, Skip: x.cfg.SkipEventTypes,
 			Revisit: bulkRevisit, Poll: max(bulkPollMin, x.cfg.PollInterval),
 			After: after, Settle: x.cfg.SettlePeriod, Index: idx, Watch: watch, Logf: x.log.Infof,
 		}, bulkState, x.now)

@@ -83,7 +83,7 @@ func (x *Instance) startTime(sp *cursor.Space, st state) time.Time {
 
 // searchStart is the search reader's position, switching from the bulk
 // export if that ran last.
-func (x *Instance) searchStart(sp *cursor.Space, st state, start time.Time) (teleportsrc.SearchPosition, error) {
+func (x *Instance) searchStart(sp *cursor.Space, st state, start time.Time, startTail []string) (teleportsrc.SearchPosition, error) {
 	var pos teleportsrc.SearchPosition
 	switch {
 	case st.mode == conf.ModeBulk:
@@ -105,7 +105,7 @@ func (x *Instance) searchStart(sp *cursor.Space, st state, start time.Time) (tel
 	case st.search != nil:
 		return *st.search, nil
 	default:
-		pos = teleportsrc.SearchPosition{From: start.Unix()}
+		pos = teleportsrc.SearchPosition{From: start.Unix(), Tail: startTail}
 	}
 	if err := sp.Commit([]cursor.Mark{pos}, nil); err != nil {
 		return pos, fmt.Errorf("writing db %s: %w", x.cfg.DB, err)

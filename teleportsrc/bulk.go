@@ -133,8 +133,10 @@ func ProbeBulk(ctx context.Context, c Client, now time.Time) (bool, error) {
 // BulkConfig tunes the bulk export.
 type BulkConfig struct {
 	// Start: the first date exported is Start's UTC date, and on that date
-	// events before Start are left out.
+	// events before Start are left out, and those of Start's second listed
+	// in StartTail (start_after_uid).
 	Start       time.Time
+	StartTail   []string
 	Concurrency int
 	Types, Skip []string
 	// Revisit is how many dates behind today keep being listed for chunks
@@ -333,7 +335,7 @@ func (b *Bulk) exportChunk(ctx context.Context, c Client, sink Sink, day time.Ti
 
 // wanted applies start_time, the switch point from search, and the filters.
 func (b *Bulk) wanted(ev *Event) bool {
-	if ev.Seconds < b.cfg.Start.Unix() {
+	if ev.Seconds < b.cfg.Start.Unix() || (ev.Seconds == b.cfg.Start.Unix() && contains(b.cfg.StartTail, ev.ID)) {
 		return false
 	}
 	if a := b.cfg.After; a != nil && ev.Seconds <= a.From {

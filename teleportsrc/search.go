@@ -339,3 +339,32 @@ func set(l []string) map[string]bool {
 	}
 	return m
 }
+
+// TailThrough lists the ids of the events of one second, in the server's
+// order, up to and including uid: what another exporter sent before it
+// stopped at that event.
+func TailThrough(ctx context.Context, c Client, second time.Time, uid string, pageSize int) ([]string, error) {
+	s := NewSearch(SearchConfig{PageSize: pageSize}, SearchPosition{}, time.Now)
+	from := second.Truncate(time.Second)
+	to := from.Add(time.Second - time.Nanosecond)
+	var ids []string
+	key := ""
+	for {
+		page, err := c.SearchEvents(ctx, s.request(from, to, key, types.EventOrderAscending))
+		if err != nil {
+			return nil, err
+		}
+		for _, ev := range page.Events {
+			ids = append(ids, ev.ID)
+			if ev.ID == uid {
+				page.Free()
+				return ids, nil
+			}
+		}
+		page.Free()
+		if page.LastKey == "" {
+			return nil, fmt.Errorf("no event %s in the second %s: start_time must be that event's time, to the second", uid, from.Format(time.RFC3339))
+		}
+		key = page.LastKey
+	}
+}
