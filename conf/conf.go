@@ -53,8 +53,8 @@ type Config struct {
 	// StartTime is where the export begins when no cursor exists yet;
 	// zero means "now" at the first start.
 	StartTime time.Time
-	// StartAfterUID, with StartTime, starts right after this event of
-	// StartTime's second (the last one another exporter sent).
+	// StartAfterUID starts the export right after this event (the last
+	// one another exporter sent), found at or up to 48h after StartTime.
 	StartAfterUID  string
 	WindowSize     time.Duration
 	PageSize       int
@@ -111,7 +111,7 @@ var settings = []setting{
 		apply: func(c *Config, v string) error { c.DB = v; return nil }},
 	{key: "start_time", accepts: "an RFC 3339 time such as 2026-01-02T15:04:05Z, or `now`",
 		apply: func(c *Config, v string) (err error) { c.StartTime, err = parseStartTime(v); return err }},
-	{key: "start_after_uid", accepts: "the uid of an event in start_time's second, such as the id the Event Handler saved (needs start_time)",
+	{key: "start_after_uid", accepts: "the uid of an event at or up to 48h after start_time, such as the id the Event Handler saved (needs start_time)",
 		apply: func(c *Config, v string) error { c.StartAfterUID = v; return nil }},
 	{key: "window_size", def: "24h", accepts: "a duration from 1s to 30d, such as 1h or 24h",
 		apply: func(c *Config, v string) (err error) {
@@ -244,7 +244,7 @@ func Parse(g Getter) (Config, error) {
 	}
 	errs = append(errs, c.checkCredentials()...)
 	if c.StartAfterUID != "" && c.StartTime.IsZero() {
-		errs = append(errs, fmt.Errorf("setting %q needs start_time: the time of that event, to the second", "start_after_uid"))
+		errs = append(errs, fmt.Errorf("setting %q needs start_time: a time at or up to 48h before that event, such as the Event Handler's window_time", "start_after_uid"))
 	}
 	return c, errors.Join(errs...)
 }

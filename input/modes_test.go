@@ -134,11 +134,14 @@ func bodiesOf(t *testing.T, b *emit.Batch) []map[string]any {
 	return out
 }
 
-// Switching over from the Event Handler: start_time is the time of the last
-// event it sent, start_after_uid its id; the export begins right after it.
+// Switching over from the Event Handler: start_time is at or before the last
+// event it sent (its window_time), start_after_uid its id; the export begins
+// right after it.
 func TestStartAfterUID(t *testing.T) {
-	for _, mode := range []string{"search", "bulk"} {
-		t.Run(mode, func(t *testing.T) {
+	for _, tc := range []struct{ mode, before string }{{"search", "0s"}, {"bulk", "0s"}, {"search", "20h"}, {"bulk", "20h"}} {
+		mode := tc.mode
+		t.Run(mode+"/start_time -"+tc.before, func(t *testing.T) {
+			before, _ := time.ParseDuration(tc.before)
 			f := newFixture(t)
 			f.log.Bulk = mode == "bulk"
 			second := t0.Add(time.Minute)
@@ -148,13 +151,15 @@ func TestStartAfterUID(t *testing.T) {
 			}
 			evs = append(evs, memlog.Event("before", "user.login", second.Add(-time.Second)), memlog.Event("after", "user.login", second.Add(2*time.Second)))
 			f.log.Add(evs...)
-			x, l := f.start(t, nil, "export_mode", mode, "start_time", second.Format(time.RFC3339), "start_after_uid", "s2")
+			startTime := second.Add(-before).Format(time.RFC3339)
+			x, l := f.start(t, nil, "export_mode", mode, "start_time", startTime, "start_after_uid", "s2")
 			assert.ElementsMatch(t, []string{"s3", "s4", "s5", "after"}, takeN(t, x, 4, true))
-			assert.True(t, l.has("starting after event s2: 2 events of "))
+			assert.True(t, l.has("start_after_uid: starting right after event s2 of "+second.Format(time.RFC3339)+" (2 events of that second came before it)"))
 
-			// Only the first start: later the saved position wins.
+			// Only the first start finds the event; later starts keep to
+			// the saved position.
 			x.Stop(time.Second)
-			y, _ := f.start(t, nil, "export_mode", mode, "start_time", second.Format(time.RFC3339), "start_after_uid", "s2")
+			y, _ := f.start(t, nil, "export_mode", mode, "start_time", startTime, "start_after_uid", "s2")
 			f.log.Add(memlog.Event("later", "user.login", second.Add(3*time.Second)))
 			assert.Equal(t, []string{"later"}, takeN(t, y, 1, true))
 		})
@@ -165,5 +170,5 @@ func TestStartAfterUIDNotFound(t *testing.T) {
 	f := newFixture(t)
 	f.log.Add(memlog.Event("a", "user.login", t0.Add(time.Minute)))
 	_, l := f.start(t, nil, "start_time", t0.Add(time.Minute).Format(time.RFC3339), "start_after_uid", "nope")
-	require.Eventually(t, func() bool { return l.has("start_after_uid: no event nope in the second") }, 10*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return l.has("start_after_uid: no event nope between ") }, 10*time.Second, 10*time.Millisecond)
 }

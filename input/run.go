@@ -239,14 +239,9 @@ func (x *Instance) prepare(ctx context.Context, clt teleportsrc.Client, cluster 
 		}
 	}
 
-	// start_after_uid: on the first start, begin right after that event.
-	var startTail []string
-	if x.cfg.StartAfterUID != "" && st.mode == "" && st.bulk.Empty() {
-		startTail, err = teleportsrc.TailThrough(ctx, clt, start, x.cfg.StartAfterUID, x.cfg.PageSize)
-		if err != nil {
-			return nil, fmt.Errorf("start_after_uid: %w", err)
-		}
-		x.log.Infof("starting after event %s: %d events of %s were sent before it", x.cfg.StartAfterUID, len(startTail)-1, start.Format(time.RFC3339))
+	start, startTail, err := x.startAfter(ctx, clt, sp, st, start)
+	if err != nil {
+		return nil, err
 	}
 
 	r := &readers{cluster: cluster}

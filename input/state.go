@@ -1,7 +1,9 @@
 package input
 
 import (
+	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/fluent-bit-teleport/fluent-bit-teleport/conf"
@@ -10,17 +12,21 @@ import (
 )
 
 const (
-	modeKey      = "mode"
-	startTimeKey = "start_time"
+	modeKey       = "mode"
+	startTimeKey  = "start_time"
+	startAfterKey = "start_after"
 )
 
 // state is what a key space holds for one input.
 type state struct {
 	mode      string // the export mode last used, "" before any
 	startTime string // RFC 3339, written at the first start
-	search    *teleportsrc.SearchPosition
-	bulk      teleportsrc.BulkState
-	sessions  map[string]teleportsrc.SessionPosition
+	// startAfter is where start_after_uid put the start: its second and
+	// the ids of that second sent before, one per line after the time.
+	startAfter []byte
+	search     *teleportsrc.SearchPosition
+	bulk       teleportsrc.BulkState
+	sessions   map[string]teleportsrc.SessionPosition
 }
 
 func loadState(sp *cursor.Space) (state, error) {
@@ -35,6 +41,9 @@ func loadState(sp *cursor.Space) (state, error) {
 		return st, err
 	}
 	st.startTime = string(start)
+	if st.startAfter, _, err = sp.Get(startAfterKey); err != nil {
+		return st, err
+	}
 	raw, ok, err := sp.Get(teleportsrc.SearchKey)
 	if err != nil {
 		return st, err
@@ -79,6 +88,37 @@ func (x *Instance) startTime(sp *cursor.Space, st state) time.Time {
 	}
 	x.log.Infof("no saved position for %s in db %s: starting at %s", sp.Name(), x.cfg.DB, start.Format(time.RFC3339))
 	return start
+}
+
+// startAfter applies start_after_uid: at the first start it finds the
+// event and saves its second and the ids sent before it in that second, so
+// that every later start, in either mode, begins at the same place.
+func (x *Instance) startAfter(ctx context.Context, clt teleportsrc.Client, sp *cursor.Space, st state, start time.Time) (time.Time, []string, error) {
+	if st.startAfter == nil {
+		if x.cfg.StartAfterUID == "" {
+			return start, nil, nil
+		}
+		if st.mode != "" {
+			x.log.Warnf("start_after_uid %s is ignored: db %s already holds a position for %s", x.cfg.StartAfterUID, x.cfg.DB, sp.Name())
+			return start, nil, nil
+		}
+		second, tail, err := teleportsrc.FindStartAfter(ctx, clt, start, x.now(), x.cfg.StartAfterUID, x.cfg.PageSize)
+		if err != nil {
+			return start, nil, fmt.Errorf("start_after_uid: %w", err)
+		}
+		st.startAfter = []byte(strings.Join(append([]string{second.Format(time.RFC3339)}, tail...), "\n"))
+		if err := sp.Set(startAfterKey, st.startAfter); err != nil {
+			return start, nil, fmt.Errorf("writing db %s: %w", x.cfg.DB, err)
+		}
+		x.log.Infof("start_after_uid: starting right after event %s of %s (%d events of that second came before it)",
+			x.cfg.StartAfterUID, second.Format(time.RFC3339), len(tail)-1)
+	}
+	lines := strings.Split(string(st.startAfter), "\n")
+	second, err := time.Parse(time.RFC3339, lines[0])
+	if err != nil {
+		return start, nil, fmt.Errorf("reading db %s: bad %s %q", x.cfg.DB, startAfterKey, lines[0])
+	}
+	return second, lines[1:], nil
 }
 
 // searchStart is the search reader's position, switching from the bulk

@@ -340,30 +340,44 @@ func set(l []string) map[string]bool {
 	return m
 }
 
-// TailThrough lists the ids of the events of one second, in the server's
-// order, up to and including uid: what another exporter sent before it
-// stopped at that event.
-func TailThrough(ctx context.Context, c Client, second time.Time, uid string, pageSize int) ([]string, error) {
+// StartAfterWindow is how far after start_time FindStartAfter looks for
+// the event: the Event Handler saves the start of its query window
+// (window_time), up to a day before the last event it sent.
+const StartAfterWindow = 48 * time.Hour
+
+// FindStartAfter finds the event uid at or after from, within
+// StartAfterWindow and not after now, and returns its second and the ids of
+// that second up to and including it, in the server's order: what another
+// exporter that stopped at that event has already sent of that second.
+func FindStartAfter(ctx context.Context, c Client, from, now time.Time, uid string, pageSize int) (time.Time, []string, error) {
 	s := NewSearch(SearchConfig{PageSize: pageSize}, SearchPosition{}, time.Now)
-	from := second.Truncate(time.Second)
-	to := from.Add(time.Second - time.Nanosecond)
+	from = from.Truncate(time.Second)
+	to := from.Add(StartAfterWindow)
+	if now.Before(to) {
+		to = now
+	}
+	var second int64
 	var ids []string
 	key := ""
 	for {
 		page, err := c.SearchEvents(ctx, s.request(from, to, key, types.EventOrderAscending))
 		if err != nil {
-			return nil, err
+			return time.Time{}, nil, err
 		}
 		for _, ev := range page.Events {
+			if ev.Seconds != second {
+				second, ids = ev.Seconds, ids[:0]
+			}
 			ids = append(ids, ev.ID)
 			if ev.ID == uid {
 				page.Free()
-				return ids, nil
+				return time.Unix(second, 0).UTC(), ids, nil
 			}
 		}
 		page.Free()
 		if page.LastKey == "" {
-			return nil, fmt.Errorf("no event %s in the second %s: start_time must be that event's time, to the second", uid, from.Format(time.RFC3339))
+			return time.Time{}, nil, fmt.Errorf("no event %s between %s and %s: start_time must be at or up to %s before that event's time",
+				uid, from.Format(time.RFC3339), to.Format(time.RFC3339), StartAfterWindow)
 		}
 		key = page.LastKey
 	}
