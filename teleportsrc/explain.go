@@ -10,7 +10,7 @@ import (
 )
 
 // RoleHint is the Teleport role rule the plugin needs to read audit events.
-const RoleHint = "the Teleport role of this identity needs the rule `{resources: [event], verbs: [list, read]}` (see the README's role)"
+const RoleHint = "the Teleport role of this identity needs the rule `{resources: [event, session], verbs: [list, read]}` (session only for sessions on; see the README's role)"
 
 // Explain turns an error from connecting to or querying Teleport into one
 // line that says what failed and what to fix. credsWhat names the credential

@@ -314,6 +314,9 @@ func (m *Sessions) finish(ctx context.Context, sink Sink, p *SessionPosition, er
 	case trace.IsNotFound(err):
 		m.cfg.Logf("the recording of session %s is not uploaded yet; asking again in %s (until %s after its upload)",
 			p.SID, retryIn, m.cfg.GiveUpAfter)
+	case trace.IsAccessDenied(err):
+		m.cfg.Logf("Teleport denied reading the recording of session %s (retrying in %s, until %s after its upload): the role needs the rule `{resources: [session], verbs: [list, read]}`",
+			p.SID, retryIn, m.cfg.GiveUpAfter)
 	default:
 		m.cfg.Logf("exporting the recording of session %s failed (retrying in %s; the audit export goes on): %v",
 			p.SID, retryIn, err)

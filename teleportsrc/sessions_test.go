@@ -152,6 +152,24 @@ func TestSessionsRetryRecordingsNotUploadedYet(t *testing.T) {
 	assert.Equal(t, []string{"s3-00", "s3-02"}, k.got())
 }
 
+func TestSessionsDeniedSayWhichRuleIsMissing(t *testing.T) {
+	log := &memlog.Log{}
+	log.AddSession("s4", recording("s4", time.Now(), 3)...)
+	log.DenySessions.Store(true)
+	l := &lines{}
+	m := teleportsrc.NewSessions(sessionCfg(l), nil, time.Now)
+	k := &sink{}
+	runSessions(t, m, log, k)
+	m.Watch(upload(t, "s4", time.Now()))
+	require.Eventually(t, func() bool { return m.StatsNow().Retries >= 1 }, 5*time.Second, 5*time.Millisecond)
+	assert.True(t, l.has("Teleport denied reading the recording of session s4"))
+	assert.True(t, l.has("the role needs the rule `{resources: [session], verbs: [list, read]}`"))
+
+	log.DenySessions.Store(false) // the role is fixed: the recording follows
+	require.Eventually(t, func() bool { return m.StatsNow().Exported == 1 }, 5*time.Second, 5*time.Millisecond)
+	assert.Equal(t, []string{"s4-00", "s4-02"}, k.got())
+}
+
 func TestSessionsGiveUpAfter48Hours(t *testing.T) {
 	log := &memlog.Log{}
 	l := &lines{}

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	apiproto "github.com/gravitational/teleport/api/client/proto"
@@ -43,6 +44,9 @@ type Log struct {
 	ChunkSize int
 	// StructuredSessionsOnly makes StreamSession NotImplemented (Teleport 13).
 	StructuredSessionsOnly bool
+	// DenySessions makes session streams AccessDenied, as for a role
+	// without the session rule.
+	DenySessions atomic.Bool
 
 	mu       sync.Mutex
 	events   []*auditlogpb.EventUnstructured
@@ -355,6 +359,9 @@ func (m *Log) stream(ctx context.Context, sid string, start int64, fn func(*tele
 	m.mu.Lock()
 	rec, ok := m.sessions[sid]
 	m.mu.Unlock()
+	if m.DenySessions.Load() {
+		return trace.AccessDenied("access denied to perform action \"list\" on \"session\"")
+	}
 	if !ok {
 		return trace.NotFound("a recording for session %v was not found", sid)
 	}

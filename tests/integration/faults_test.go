@@ -47,7 +47,7 @@ func TestAccessDeniedIsRetriedAndExplained(t *testing.T) {
 	h := host(t, flbhost.Options{})
 	idx := initOK(t, h, e.props(start))
 	logHas(t, h, 15*time.Second, "access denied by Teleport at "+e.srv.Addr())
-	assert.Contains(t, h.Log(), "{resources: [event], verbs: [list, read]}")
+	assert.Contains(t, h.Log(), "{resources: [event, session], verbs: [list, read]}")
 	assert.Contains(t, h.Log(), "retrying in")
 
 	e.srv.SetDeny(false)
