@@ -265,7 +265,7 @@ func (x *Instance) prepare(ctx context.Context, clt teleportsrc.Client, cluster 
 		types, skip := x.searchTypes()
 		r.search = teleportsrc.NewSearch(teleportsrc.SearchConfig{
 			Window: x.cfg.WindowSize, PageSize: x.cfg.PageSize, Types: types, Skip: skip,
-			Settle: x.cfg.SettlePeriod, Index: idx, Watch: watch, Logf: x.log.Infof,
+			Settle: x.cfg.SettlePeriod, Index: idx, Watch: watch, Logf: x.log.Infof, Warnf: x.log.Warnf,
 		}, pos, x.now)
 	case conf.ModeBulk:
 		after, bulkState, err := x.bulkStart(sp, st)

@@ -56,7 +56,7 @@ func (s *Search) skipOversized(ctx context.Context, c Client, big Oversized) err
 		}
 	}
 	s.Stats.Oversized.Add(1)
-	s.cfg.Logf("skipping %s event %s from %s: it is %s, over the 1 MiB Teleport can return in a search, and Teleport could not trim it",
+	s.cfg.Warnf("skipping %s event %s from %s: it is %s, over the 1 MiB Teleport can return in a search, and Teleport could not trim it",
 		big.Type, big.UID, hi.Format(time.RFC3339Nano), big.Size)
 	s.skipTo = hi.Add(time.Nanosecond)
 	s.key = ""

@@ -83,8 +83,8 @@ type SearchConfig struct {
 	// Watch sees every event read, exported or filtered out (sessions are
 	// found through it).
 	Watch func(*Event)
-	// Logf reports events skipped for size and late events.
-	Logf func(format string, args ...any)
+	// Logf reports late events; Warnf events skipped for size.
+	Logf, Warnf func(format string, args ...any)
 }
 
 // Search reads the audit log in ascending time order through
@@ -125,6 +125,9 @@ type SearchStats struct {
 func NewSearch(cfg SearchConfig, pos SearchPosition, now func() time.Time) *Search {
 	if cfg.Logf == nil {
 		cfg.Logf = func(string, ...any) {}
+	}
+	if cfg.Warnf == nil {
+		cfg.Warnf = cfg.Logf
 	}
 	s := &Search{cfg: cfg, now: now, pos: pos, seen: map[string]bool{}, types: set(cfg.Types), skip: set(cfg.Skip), recent: map[string]int64{}}
 	for _, id := range pos.Tail {

@@ -125,4 +125,5 @@ func TestOversizedEventIsSkippedAndNamed(t *testing.T) {
 	require.NoError(t, err, h.Log())
 	assert.Equal(t, append(before, after...), uids(records(t, h)))
 	logHas(t, h, 5*time.Second, "skipping db.session.query event 00000000-0000-4000-8000-00000000b1b1")
+	assert.Regexp(t, `\[warn\] \[input:teleport:[^]]+\] skipping db.session.query event 00000000-0000-4000-8000-00000000b1b1`, h.Log(), "a warning, not an info line")
 }
