@@ -15,13 +15,29 @@ import (
 var coreInputKeys = map[string]bool{"name": true, "alias": true, "tag": true, "log_level": true,
 	"mem_buf_limit": true, "storage.type": true, "storage.pause_on_chunks_overlimit": true, "threaded": true, "routable": true}
 
+// exampleFiles lists the example configurations: examples/*, the
+// destination pipelines in examples/destinations/*, and the systemd unit's.
+func exampleFiles(t *testing.T) []string {
+	var files []string
+	for _, pattern := range []string{"examples/*", "examples/destinations/*", "systemd/*.conf"} {
+		matches, err := filepath.Glob(pattern)
+		require.NoError(t, err)
+		for _, f := range matches {
+			fi, err := os.Stat(f)
+			require.NoError(t, err)
+			if !fi.IsDir() {
+				files = append(files, f)
+			}
+		}
+	}
+	return files
+}
+
 // teleportInputs returns the settings of every teleport input in the
 // examples, classic and YAML.
 func teleportInputs(t *testing.T) map[string][]map[string]string {
 	out := map[string][]map[string]string{}
-	files, err := filepath.Glob("examples/*")
-	require.NoError(t, err)
-	for _, f := range files {
+	for _, f := range exampleFiles(t) {
 		raw, err := os.ReadFile(f)
 		require.NoError(t, err)
 		switch filepath.Ext(f) {
@@ -76,6 +92,11 @@ func yamlString(v any) string {
 func TestExamplesUseOnlyRealSettings(t *testing.T) {
 	inputs := teleportInputs(t)
 	require.NotEmpty(t, inputs)
+	for _, dest := range []string{"elasticsearch", "splunk", "datadog", "http", "stdout"} {
+		for _, ext := range []string{".conf", ".yaml"} {
+			require.Len(t, inputs[filepath.Join("examples", "destinations", dest+ext)], 1, "the %s%s destination example has its teleport input checked", dest, ext)
+		}
+	}
 	for f, list := range inputs {
 		for _, in := range list {
 			var own []string
