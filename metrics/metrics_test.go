@@ -1,7 +1,6 @@
 package metrics
 
 import (
-	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -10,26 +9,12 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/fluent-bit-teleport/fluent-bit-teleport/tests/testenv"
 )
 
-func freeAddr(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().String()
-}
-
-func scrape(t *testing.T, addr string) string {
-	resp, err := http.Get("http://" + addr + "/metrics")
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	return string(b)
-}
-
 func TestEndpointSharedByInputsAndClosedWithTheLast(t *testing.T) {
-	addr := freeAddr(t)
+	addr := testenv.FreeAddr(t)
 	newest := time.Now().Add(-90 * time.Second)
 	a, err := Register(addr, func() Snapshot {
 		return Snapshot{Input: "prod", Cluster: "prod.example.com", Mode: "search", Connected: true, AuditEvents: 42, SessionEvents: 7,
@@ -41,7 +26,7 @@ func TestEndpointSharedByInputsAndClosedWithTheLast(t *testing.T) {
 	})
 	require.NoError(t, err)
 
-	body := scrape(t, addr)
+	body := testenv.Scrape(t, addr)
 	for _, want := range []string{
 		`fluentbit_teleport_events_total{cluster="prod.example.com",input="prod",stream="audit"} 42`,
 		`fluentbit_teleport_events_total{cluster="prod.example.com",input="prod",stream="session"} 7`,
@@ -60,7 +45,7 @@ func TestEndpointSharedByInputsAndClosedWithTheLast(t *testing.T) {
 
 	a()
 	a() // idempotent
-	body = scrape(t, addr)
+	body = testenv.Scrape(t, addr)
 	assert.NotContains(t, body, `input="prod"`)
 	assert.Contains(t, body, `input="staging"`)
 
@@ -71,7 +56,7 @@ func TestEndpointSharedByInputsAndClosedWithTheLast(t *testing.T) {
 	// The address is free again (hot reload registers anew).
 	c, err := Register(addr, func() Snapshot { return Snapshot{Input: "again"} })
 	require.NoError(t, err)
-	assert.Contains(t, scrape(t, addr), `input="again"`)
+	assert.Contains(t, testenv.Scrape(t, addr), `input="again"`)
 	c()
 }
 

@@ -29,7 +29,7 @@ func BenchmarkRealFluentBitBackfill(b *testing.B) {
 		start := time.Now().Add(-72 * time.Hour).Truncate(time.Second)
 		testenv.Seed(srv, 1, *backfillEvents, start.Add(time.Second), 48*time.Hour/time.Duration(*backfillEvents))
 		id := testenv.Identity(b, srv, teleportfake.IdentityOptions{})
-		port := freePort(b)
+		_, port, _ := net.SplitHostPort(testenv.FreeAddr(b))
 		dir := b.TempDir()
 
 		begin := time.Now()
@@ -56,8 +56,8 @@ func BenchmarkRealFluentBitBackfill(b *testing.B) {
 }
 
 // inputRecords asks Fluent Bit's HTTP server how many records its inputs took.
-func inputRecords(port int) int {
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/api/v1/metrics", port))
+func inputRecords(port string) int {
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%s/api/v1/metrics", port))
 	if err != nil {
 		return 0
 	}
@@ -75,13 +75,4 @@ func inputRecords(port int) int {
 		total += in.Records
 	}
 	return total
-}
-
-func freePort(t testing.TB) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }

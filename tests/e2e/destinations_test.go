@@ -192,9 +192,11 @@ func materialize(t *testing.T, src, dir string, e exampleEnv) string {
 }
 
 // destinationExamples lists the example files (classic and YAML) of one
-// destination, or of all when name is "".
+// destination, or of all when name is ""; the test skips, saying so, when
+// there is no fluent-bit to run them.
 func destinationExamples(t *testing.T, name string) []string {
 	t.Helper()
+	fluentBit(t)
 	root, err := testenv.RepoRoot()
 	require.NoError(t, err)
 	var out []string
@@ -275,6 +277,34 @@ func waitUntil(t *testing.T, p *proc, timeout time.Duration, what func() string,
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// delivery is one run of a destination example through the real
+// fluent-bit to a local receiver.
+type delivery struct {
+	s    *scenario
+	p    *proc
+	rc   *receiver
+	env  exampleEnv
+	conf string
+}
+
+// deliver runs example f with a fresh scenario of n audit events and a
+// recording until the receiver's fake holds all of them, then stops
+// fluent-bit and the receiver (whose handlers it waits for, so the fake may
+// be read unlocked after).
+func deliver(t *testing.T, f, cluster string, seed int64, n int, respond func(received) (int, string), got func() sides) delivery {
+	t.Helper()
+	setDestinationEnv(t, "127.0.0.1")
+	ca := newTestCA(t)
+	d := delivery{rc: newReceiver(t, ca, respond), s: newScenario(t, cluster, seed, n)}
+	dir := t.TempDir()
+	d.env = runEnv(t, testenv.PluginSO(t), d.s, dir, ca, d.rc)
+	d.conf = materialize(t, f, dir, d.env)
+	d.p = startFluentBit(t, fluentBit(t), "-c", d.conf)
+	waitUntil(t, d.p, time.Minute, func() string { return d.s.progress(got()) }, func() bool { return d.s.complete(got()) })
+	d.p.stop(t, 15*time.Second)
+	return d
 }
 
 // sides sorts delivered uids into the audit and the session side.
@@ -437,25 +467,14 @@ func (f *esFake) sentActions() []esAction {
 // success (with create, a request of duplicates only would be retried
 // forever).
 func TestDestinationElasticsearch(t *testing.T) {
-	bin := fluentBit(t)
-	so := testenv.PluginSO(t)
 	for _, f := range destinationExamples(t, "elasticsearch") {
 		t.Run(filepath.Base(f), func(t *testing.T) {
-			setDestinationEnv(t, "127.0.0.1")
-			ca := newTestCA(t)
 			es := newESFake()
-			rc := newReceiver(t, ca, es.respond)
 			// 3000 events: a backfill's bulk request then holds thousands of
 			// events, whose response outgrows out_es's default 512k response
 			// buffer (the example sets Buffer_Size False).
-			s := newScenario(t, "es.example.com", 101, 3000)
-			dir := t.TempDir()
-			e := runEnv(t, so, s, dir, ca, rc)
-			conf := materialize(t, f, dir, e)
-
-			p := startFluentBit(t, bin, "-c", conf)
-			waitUntil(t, p, time.Minute, func() string { return s.progress(es.stored()) }, func() bool { return s.complete(es.stored()) })
-			p.stop(t, 15*time.Second)
+			d := deliver(t, f, "es.example.com", 101, 3000, es.respond, es.stored)
+			s, p := d.s, d.p
 			assert.NotContains(t, p.output(), "cannot increase buffer", "bulk responses fit the response buffer")
 			assert.NotContains(t, p.output(), "failed to flush chunk", "every bulk request succeeded the first time")
 			t.Logf("largest bulk request: %d actions", es.largestBulk())
@@ -481,8 +500,8 @@ func TestDestinationElasticsearch(t *testing.T) {
 
 			// Export the same events again from a fresh position store: the
 			// same _index/_id pairs come again and rewrite the same documents.
-			require.NoError(t, os.RemoveAll(e.db))
-			p = startFluentBit(t, bin, "-c", conf)
+			require.NoError(t, os.RemoveAll(d.env.db))
+			p = startFluentBit(t, fluentBit(t), "-c", d.conf)
 			resent := func() map[esAction]int {
 				m := map[esAction]int{}
 				for _, a := range es.sentActions()[len(first):] {
@@ -563,22 +582,12 @@ func (f *hecFake) sides() sides {
 // event: time, sourcetype (teleport:audit or teleport:session), index and
 // the Teleport event under "event".
 func TestDestinationSplunk(t *testing.T) {
-	bin := fluentBit(t)
-	so := testenv.PluginSO(t)
 	for _, f := range destinationExamples(t, "splunk") {
 		t.Run(filepath.Base(f), func(t *testing.T) {
-			setDestinationEnv(t, "127.0.0.1")
-			ca := newTestCA(t)
 			hec := &hecFake{}
-			rc := newReceiver(t, ca, hec.respond)
-			s := newScenario(t, "splunk.example.com", 202, 300)
-			dir := t.TempDir()
-			conf := materialize(t, f, dir, runEnv(t, so, s, dir, ca, rc))
-
-			p := startFluentBit(t, bin, "-c", conf)
-			waitUntil(t, p, time.Minute, func() string { return s.progress(hec.sides()) }, func() bool { return s.complete(hec.sides()) })
-			p.stop(t, 15*time.Second)
-			rc.srv.Close() // waits for its handlers: the fake is read unlocked below
+			d := deliver(t, f, "splunk.example.com", 202, 300, hec.respond, hec.sides)
+			d.rc.srv.Close()
+			s := d.s
 
 			require.Empty(t, hec.bad, "protocol problems")
 			s.check(t, hec.sides())
@@ -655,22 +664,12 @@ func (f *ddFake) sides() sides {
 // request within Datadog's limits (1000 logs, 5 MB before compression) even
 // on a backfill of 1500 events, thanks to the example's batch limits.
 func TestDestinationDatadog(t *testing.T) {
-	bin := fluentBit(t)
-	so := testenv.PluginSO(t)
 	for _, f := range destinationExamples(t, "datadog") {
 		t.Run(filepath.Base(f), func(t *testing.T) {
-			setDestinationEnv(t, "127.0.0.1")
-			ca := newTestCA(t)
 			dd := &ddFake{}
-			rc := newReceiver(t, ca, dd.respond)
-			s := newScenario(t, "datadog.example.com", 303, 1500)
-			dir := t.TempDir()
-			conf := materialize(t, f, dir, runEnv(t, so, s, dir, ca, rc))
-
-			p := startFluentBit(t, bin, "-c", conf)
-			waitUntil(t, p, time.Minute, func() string { return s.progress(dd.sides()) }, func() bool { return s.complete(dd.sides()) })
-			p.stop(t, 15*time.Second)
-			rc.srv.Close() // waits for its handlers: the fake is read unlocked below
+			d := deliver(t, f, "datadog.example.com", 303, 1500, dd.respond, dd.sides)
+			d.rc.srv.Close()
+			s := d.s
 
 			require.Empty(t, dd.bad, "protocol problems")
 			s.check(t, dd.sides())
@@ -757,22 +756,12 @@ func (f *httpFake) sides() sides {
 // HTTP: JSON lines POSTed with the bearer token, one event per line with
 // its time under "timestamp" (ISO 8601), audit and session to their URIs.
 func TestDestinationHTTP(t *testing.T) {
-	bin := fluentBit(t)
-	so := testenv.PluginSO(t)
 	for _, f := range destinationExamples(t, "http") {
 		t.Run(filepath.Base(f), func(t *testing.T) {
-			setDestinationEnv(t, "127.0.0.1")
-			ca := newTestCA(t)
 			hf := &httpFake{}
-			rc := newReceiver(t, ca, hf.respond)
-			s := newScenario(t, "http.example.com", 404, 300)
-			dir := t.TempDir()
-			conf := materialize(t, f, dir, runEnv(t, so, s, dir, ca, rc))
-
-			p := startFluentBit(t, bin, "-c", conf)
-			waitUntil(t, p, time.Minute, func() string { return s.progress(hf.sides()) }, func() bool { return s.complete(hf.sides()) })
-			p.stop(t, 15*time.Second)
-			rc.srv.Close() // waits for its handlers: the fake is read unlocked below
+			d := deliver(t, f, "http.example.com", 404, 300, hf.respond, hf.sides)
+			d.rc.srv.Close()
+			s := d.s
 
 			require.Empty(t, hf.bad, "protocol problems")
 			s.check(t, hf.sides())

@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"net"
 	"os"
 	"strings"
 	"testing"
@@ -57,10 +56,7 @@ func TestAccessDeniedIsRetriedAndExplained(t *testing.T) {
 }
 
 func TestUnreachableServerIsRetriedWithoutBlockingFluentBit(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := l.Addr().String()
-	require.NoError(t, l.Close()) // nothing listens there now
+	addr := testenv.FreeAddr(t) // nothing listens there
 
 	e := newEnv(t, teleportfake.Config{})
 	h := host(t, flbhost.Options{})
@@ -71,7 +67,7 @@ func TestUnreachableServerIsRetriedWithoutBlockingFluentBit(t *testing.T) {
 
 	// Fluent Bit's thread is never held: collect answers at once.
 	begin := time.Now()
-	_, err = h.Collect(idx, 5)
+	_, err := h.Collect(idx, 5)
 	require.NoError(t, err)
 	assert.Less(t, time.Since(begin), time.Second)
 	st, err := h.Stats()

@@ -17,22 +17,6 @@ import (
 	"github.com/fluent-bit-teleport/fluent-bit-teleport/tests/testenv"
 )
 
-func freeAddr(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().String()
-}
-
-func scrape(t *testing.T, addr string) string {
-	resp, err := http.Get("http://" + addr + "/metrics")
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	return string(b)
-}
-
 // Two inputs on one metrics endpoint, their counters, lag and identity,
 // and the status line; the endpoint survives a hot reload.
 func TestMetricsEndpointAndStatusLine(t *testing.T) {
@@ -40,7 +24,7 @@ func TestMetricsEndpointAndStatusLine(t *testing.T) {
 	b := newEnv(t, teleportfake.Config{ClusterName: "beta.example.com"})
 	start := time.Now().Add(-time.Hour).Truncate(time.Second)
 	idsA := testenv.Seed(a.srv, 70, 300, start.Add(time.Second), time.Second)
-	addr := freeAddr(t)
+	addr := testenv.FreeAddr(t)
 
 	h := host(t, flbhost.Options{HotReload: true})
 	ia := initOK(t, h, a.props(start, "metrics_listen", addr, "status_interval", "1s"))
@@ -50,9 +34,9 @@ func TestMetricsEndpointAndStatusLine(t *testing.T) {
 
 	testenv.Eventually(t, 10*time.Second, "caught up in the metrics", func() bool {
 		h.Collect(ia, 1)
-		return strings.Contains(scrape(t, addr), `fluentbit_teleport_lag_seconds{cluster="alpha.example.com",input="teleport.0"} 0`)
+		return strings.Contains(testenv.Scrape(t, addr), `fluentbit_teleport_lag_seconds{cluster="alpha.example.com",input="teleport.0"} 0`)
 	})
-	body := scrape(t, addr)
+	body := testenv.Scrape(t, addr)
 	assert.Contains(t, body, fmt.Sprintf(`fluentbit_teleport_events_total{cluster="alpha.example.com",input="teleport.0",stream="audit"} %d`, len(idsA)))
 	assert.Contains(t, body, `fluentbit_teleport_connected{cluster="alpha.example.com",input="teleport.0"} 1`)
 	assert.Contains(t, body, `fluentbit_teleport_info{cluster="alpha.example.com",input="teleport.0",mode="search"} 1`)
