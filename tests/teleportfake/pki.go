@@ -43,12 +43,18 @@ func newSerial() (*big.Int, error) {
 	return rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
 }
 
-func newCA(commonName, cluster string) (*certAuthority, error) {
+// newKeyAndSerial is what every certificate starts from.
+func newKeyAndSerial() (*ecdsa.PrivateKey, *big.Int, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	serial, err := newSerial()
+	return key, serial, err
+}
+
+func newCA(commonName, cluster string) (*certAuthority, error) {
+	key, serial, err := newKeyAndSerial()
 	if err != nil {
 		return nil, err
 	}
@@ -104,11 +110,7 @@ func newPKI(cluster string) (*pki, error) {
 		return nil, err
 	}
 
-	serverKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	serial, err := newSerial()
+	serverKey, serial, err := newKeyAndSerial()
 	if err != nil {
 		return nil, err
 	}
@@ -179,7 +181,7 @@ type clientIdentity struct {
 
 func (s *Server) newClientIdentity(o IdentityOptions) (*clientIdentity, error) {
 	o.setDefaults()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	key, serial, err := newKeyAndSerial()
 	if err != nil {
 		return nil, err
 	}
@@ -201,10 +203,6 @@ func (s *Server) newClientIdentity(o IdentityOptions) (*clientIdentity, error) {
 		}
 	}
 
-	serial, err := newSerial()
-	if err != nil {
-		return nil, err
-	}
 	_, certPEM, err := signer.issue(&x509.Certificate{
 		SerialNumber: serial,
 		Subject:      pkix.Name{CommonName: o.User, Organization: append([]string(nil), o.Roles...)},

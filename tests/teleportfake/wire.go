@@ -231,20 +231,27 @@ func (e *jsonEncoder) object(dst []byte, depth int) ([]byte, error) {
 		}
 		e.vbuf[depth] = val
 		dst = appendMapEntry(dst, key, val)
-		e.ws()
-		if e.pos >= len(e.data) {
-			return nil, errFallback
-		}
-		switch e.data[e.pos] {
-		case ',':
-			e.pos++
-		case '}':
-			e.pos++
-			return dst, nil
-		default:
-			return nil, errFallback
+		if done, err := e.next('}'); done || err != nil {
+			return dst, err
 		}
 	}
+}
+
+// next reads what follows an element: ',' (more follow) or end (the last).
+func (e *jsonEncoder) next(end byte) (last bool, err error) {
+	e.ws()
+	if e.pos >= len(e.data) {
+		return false, errFallback
+	}
+	switch e.data[e.pos] {
+	case ',':
+		e.pos++
+		return false, nil
+	case end:
+		e.pos++
+		return true, nil
+	}
+	return false, errFallback
 }
 
 // list parses an array (at '[') and appends the ListValue content to dst.
@@ -266,18 +273,8 @@ func (e *jsonEncoder) list(dst []byte, depth int) ([]byte, error) {
 		e.vbuf[depth] = val
 		dst = protowire.AppendTag(dst, listValues, protowire.BytesType)
 		dst = protowire.AppendBytes(dst, val)
-		e.ws()
-		if e.pos >= len(e.data) {
-			return nil, errFallback
-		}
-		switch e.data[e.pos] {
-		case ',':
-			e.pos++
-		case ']':
-			e.pos++
-			return dst, nil
-		default:
-			return nil, errFallback
+		if done, err := e.next(']'); done || err != nil {
+			return dst, err
 		}
 	}
 }
