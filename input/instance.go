@@ -212,7 +212,15 @@ func (x *Instance) waitRunning(ctx context.Context) error {
 // Collect takes what is ready, up to the batch limits, without waiting.
 // While both queues hold records, session recordings get a quarter of the
 // batch, so a backlog of either never starves the other.
+//
+// While paused it hands over nothing: Fluent Bit can still call it then
+// (with several instances its pause stops another instance's timer), and
+// what it took then would sit in a ring buffer that is not drained while
+// paused, or be dropped at shutdown after the position moved past it.
 func (x *Instance) Collect() *emit.Batch {
+	if x.Paused() {
+		return &emit.Batch{}
+	}
 	maxRec, maxBytes := x.cfg.BatchMaxRecords, x.cfg.BatchMaxBytes
 	b := x.sessions.Take(max(maxRec/4, 1), max(maxBytes/4, 1))
 	x.audit.TakeInto(b, maxRec, maxBytes)

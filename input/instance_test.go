@@ -201,6 +201,23 @@ func TestPauseStopsQueries(t *testing.T) {
 	assert.Equal(t, []string{"after-pause"}, uidsOf(t, take(t, x)))
 }
 
+// What was fetched before a pause stays queued while paused, even if Fluent
+// Bit calls collect then (it does, with several instances), and comes after
+// the resume.
+func TestNothingIsHandedOverWhilePaused(t *testing.T) {
+	f := newFixture(t)
+	ids := f.seed(5, "e")
+	x, _ := f.start(t, nil)
+	require.Eventually(t, func() bool { n, _ := x.audit.Len(); return n == len(ids) }, 5*time.Second, time.Millisecond, "fetched")
+	x.Pause()
+	b := x.Collect()
+	assert.Empty(t, b.Records)
+	assert.Empty(t, b.Marks, "no position moves either")
+	x.Commit(b)
+	x.Resume()
+	assert.Equal(t, ids, uidsOf(t, take(t, x)))
+}
+
 func TestRetriesAndReportsConnectionErrors(t *testing.T) {
 	f := newFixture(t)
 	ids := f.seed(3, "e")

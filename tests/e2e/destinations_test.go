@@ -3,7 +3,6 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -787,27 +786,7 @@ func startFluentBitSplit(t *testing.T, bin, stdoutFile string, args ...string) *
 	out, err := os.Create(stdoutFile)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = out.Close() })
-	p := &proc{cmd: exec.Command(bin, args...), done: make(chan struct{})}
-	p.cmd.Stdout = out
-	stderr, err := p.cmd.StderrPipe()
-	require.NoError(t, err)
-	require.NoError(t, p.cmd.Start())
-	go func() {
-		defer close(p.done)
-		raw, _ := io.ReadAll(stderr)
-		p.mu.Lock()
-		p.out.Write(raw)
-		p.mu.Unlock()
-		_ = p.cmd.Wait()
-	}()
-	t.Cleanup(func() {
-		_ = p.cmd.Process.Kill()
-		<-p.done
-		if t.Failed() {
-			t.Logf("fluent-bit log:\n%s", p.output())
-		}
-	})
-	return p
+	return launch(t, out, bin, args...)
 }
 
 // stdoutRecords reads audit records (JSON lines) and session chunks (JSON

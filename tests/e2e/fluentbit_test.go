@@ -7,6 +7,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -45,14 +46,28 @@ type proc struct {
 
 func startFluentBit(t testing.TB, bin string, args ...string) *proc {
 	t.Helper()
+	return launch(t, nil, bin, args...)
+}
+
+// launch starts fluent-bit. Its log (standard error) is kept in the proc,
+// with its standard output too, unless stdout is given to take that apart.
+func launch(t testing.TB, stdout io.Writer, bin string, args ...string) *proc {
+	t.Helper()
 	p := &proc{cmd: exec.Command(bin, args...), done: make(chan struct{})}
-	stdout, err := p.cmd.StdoutPipe()
+	var log io.Reader
+	var err error
+	if stdout != nil {
+		p.cmd.Stdout = stdout
+		log, err = p.cmd.StderrPipe()
+	} else {
+		log, err = p.cmd.StdoutPipe()
+		p.cmd.Stderr = p.cmd.Stdout
+	}
 	require.NoError(t, err)
-	p.cmd.Stderr = p.cmd.Stdout
 	require.NoError(t, p.cmd.Start())
 	go func() {
 		defer close(p.done)
-		s := bufio.NewScanner(stdout)
+		s := bufio.NewScanner(log)
 		s.Buffer(make([]byte, 1<<20), 64<<20)
 		for s.Scan() {
 			p.mu.Lock()
@@ -91,7 +106,9 @@ func (p *proc) stop(t *testing.T, timeout time.Duration) time.Duration {
 	return time.Since(begin)
 }
 
-// uidsIn reads the uid of every JSON line of the files matching glob.
+// uidsIn reads the uid of every JSON line of the files matching glob. A
+// last line without its newline is still being written and is left for the
+// next read.
 func uidsIn(t *testing.T, glob string) []string {
 	t.Helper()
 	files, err := filepath.Glob(glob)
@@ -100,7 +117,8 @@ func uidsIn(t *testing.T, glob string) []string {
 	for _, f := range files {
 		raw, err := os.ReadFile(f)
 		require.NoError(t, err)
-		for _, line := range strings.Split(string(raw), "\n") {
+		complete := string(raw[:strings.LastIndexByte(string(raw), '\n')+1])
+		for _, line := range strings.Split(complete, "\n") {
 			if strings.TrimSpace(line) == "" {
 				continue
 			}

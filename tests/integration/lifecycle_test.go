@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
+	"regexp"
 	"testing"
 	"time"
 
@@ -45,6 +46,49 @@ func TestPauseStopsFetchingAndResumeRestarts(t *testing.T) {
 	_, err = h.Drain(idx, len(ids)-100, 30*time.Second, 0)
 	require.NoError(t, err, h.Log())
 	assert.Equal(t, ids, uids(records(t, h)))
+}
+
+// Fluent Bit's pause of one of several Go input instances stops the timer
+// of the last one initialised, and keeps calling collect on the paused one.
+// The plugin hands nothing over while paused: what it handed then would
+// wait in a ring buffer Fluent Bit does not drain while the input is
+// paused, or be dropped at shutdown after the position moved past it.
+func TestNothingHandedOverWhilePausedDespiteFluentBitsMultiInstanceBug(t *testing.T) {
+	a := newEnv(t, teleportfake.Config{ClusterName: "a.example.com"})
+	b := newEnv(t, teleportfake.Config{ClusterName: "b.example.com"})
+	start := time.Now().Add(-time.Hour).Truncate(time.Second)
+	idsA := testenv.Seed(a.srv, 32, 300, start.Add(time.Second), time.Second)
+	testenv.Seed(b.srv, 33, 10, start.Add(time.Second), time.Second)
+
+	h := host(t, flbhost.Options{PauseLastInstance: true})
+	metrics := testenv.FreeAddr(t)
+	ia := initOK(t, h, a.props(start, "batch_max_records", "100", "metrics_listen", metrics))
+	initOK(t, h, b.props(start))
+	_, err := h.Drain(ia, 100, 30*time.Second, 0)
+	require.NoError(t, err, h.Log())
+	queued := regexp.MustCompile(`fluentbit_teleport_queued_records\{cluster="a.example.com",input="teleport.0"\} [1-9]`)
+	testenv.Eventually(t, 10*time.Second, "records queued", func() bool { return queued.MatchString(testenv.Scrape(t, metrics)) })
+
+	called, err := h.Pause(ia)
+	require.NoError(t, err)
+	require.True(t, called)
+	got, err := h.Collect(ia, 3) // Fluent Bit still calls it
+	require.NoError(t, err, "the host, like Fluent Bit, lets the paused instance's timer run")
+	assert.Zero(t, got.Records, "nothing handed over while paused")
+
+	require.NoError(t, h.Resume(ia))
+	fromA := func() []string {
+		var out []string
+		for _, r := range records(t, h) {
+			if r.Instance == ia {
+				out = append(out, uidOf(r))
+			}
+		}
+		return out
+	}
+	_, err = h.Drain(ia, len(idsA)-len(fromA()), 30*time.Second, 0)
+	require.NoError(t, err, h.Log())
+	assert.Equal(t, idsA, fromA(), "every event once, in order, across the pause")
 }
 
 // FLBPluginExit stops everything; Init runs again in the same process (the
