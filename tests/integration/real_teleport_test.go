@@ -158,6 +158,53 @@ func TestRealTeleportExportsSessionUploadEvents(t *testing.T) {
 	checkExactlyOnceInOrder(t, records(t, h), want)
 }
 
+// TestRealTeleportExportsRecordingsThroughTheStructuredFallback: with
+// sessions on, each session.upload starts the export of its recording.
+// Teleport 13 has no StreamUnstructuredSessionEvents, so the plugin falls
+// back to StreamSessionEvents; auto mode falls back to search likewise.
+// Prints are skipped by default: start, resize and end remain, in index
+// order, marked for the session routing recipe.
+func TestRealTeleportExportsRecordingsThroughTheStructuredFallback(t *testing.T) {
+	rt := startRealauthd(t, realauthdOptions{Events: 50, Days: 1, Sessions: 2})
+	require.Len(t, rt.Sessions, 2)
+	h := host(t, flbhost.Options{})
+	idx := initOK(t, h, rt.props(t, "sessions", "on"))
+
+	recordings := map[string][]flbhost.Record{}
+	testenv.Eventually(t, 30*time.Second, "three recording events per session", func() bool {
+		_, err := h.Collect(idx, 1)
+		require.NoError(t, err, h.Log())
+		clear(recordings)
+		for _, r := range records(t, h) {
+			if r.Body["teleport_stream"] == "session" {
+				sid, _ := r.Body["sid"].(string)
+				recordings[sid] = append(recordings[sid], r)
+			}
+		}
+		done := len(recordings) == len(rt.Sessions)
+		for _, recs := range recordings {
+			done = done && len(recs) >= 3
+		}
+		return done
+	})
+	got := map[string][]string{}
+	for _, r := range collectFor(t, h, idx, time.Second) { // and nothing more comes
+		if r.Body["teleport_stream"] == "session" {
+			sid, _ := r.Body["sid"].(string)
+			got[sid] = append(got[sid], fmt.Sprintf("%v#%v", r.Body["event"], r.Body["ei"]))
+		}
+	}
+	for _, sid := range rt.Sessions {
+		assert.Equal(t, []string{"session.start#0", "resize#1", "session.end#5"}, got[sid], "session %s: its recording without prints, in order, once", sid)
+	}
+	log := h.Log()
+	assert.Contains(t, log, "export_mode auto: the cluster has no bulk export, so the plugin uses search")
+	assert.Contains(t, log, "the cluster has no StreamUnstructuredSessionEvents (Teleport 13 or older): using StreamSessionEvents")
+	for _, sid := range rt.Sessions {
+		assert.Contains(t, log, "exported the recording of session "+sid)
+	}
+}
+
 // TestRealTeleportAPIAnswers pins what a Teleport 13.3.8 Auth Service with
 // the file audit log answers to the plugin's api client (the version in this
 // module's go.mod), for the calls the plugin uses or may use.
