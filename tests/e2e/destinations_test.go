@@ -311,6 +311,16 @@ type sides struct {
 	audit, session []string
 }
 
+// add puts uid on the side whose name the output's routing field holds.
+func (g *sides) add(field any, audit, session, uid string) {
+	switch field {
+	case audit:
+		g.audit = append(g.audit, uid)
+	case session:
+		g.session = append(g.session, uid)
+	}
+}
+
 // check: every audit uid exactly once on the audit side and nothing else;
 // the recording's events exactly once on the session side and nothing else.
 func (s *scenario) check(t *testing.T, got sides) {
@@ -567,12 +577,7 @@ func (f *hecFake) sides() sides {
 	for _, env := range f.envelopes {
 		ev, _ := env["event"].(map[string]any)
 		uid, _ := ev["uid"].(string)
-		switch env["sourcetype"] {
-		case "teleport:audit":
-			got.audit = append(got.audit, uid)
-		case "teleport:session":
-			got.session = append(got.session, uid)
-		}
+		got.add(env["sourcetype"], "teleport:audit", "teleport:session", uid)
 	}
 	return got
 }
@@ -648,12 +653,7 @@ func (f *ddFake) sides() sides {
 	var got sides
 	for _, l := range f.logs {
 		uid, _ := l["uid"].(string)
-		switch l["service"] {
-		case "teleport-audit":
-			got.audit = append(got.audit, uid)
-		case "teleport-session":
-			got.session = append(got.session, uid)
-		}
+		got.add(l["service"], "teleport-audit", "teleport-session", uid)
 	}
 	return got
 }
