@@ -279,7 +279,9 @@ func TestQueueTakeLimitsAndMarks(t *testing.T) {
 	assert.Equal(t, byte(9), buf[49])
 
 	b = q.Take(100, 1000)
-	assert.True(t, b.Empty())
+	assert.Empty(t, b.Records)
+	assert.Empty(t, b.Marks)
+	assert.Empty(t, b.Seen)
 	r, n := q.Len()
 	assert.Zero(t, r)
 	assert.Zero(t, n)
@@ -328,11 +330,15 @@ func TestQueueBlocksUntilTakeAndHonoursContext(t *testing.T) {
 	for i := 0; i < 2; i++ {
 		go func() { done <- q.Put(ctx, Item{Rec: []byte("c")}) }()
 	}
+	// Both producers reach the full queue and wait; neither gets in.
+	waitForWaits(t, q, 2)
 	select {
 	case err := <-done:
 		t.Fatalf("Put returned while the queue was full: %v", err)
 	default:
 	}
+	r, _ := q.Len()
+	assert.Equal(t, 2, r, "nothing added while full")
 	q.Take(10, 1000)
 	for i := 0; i < 2; i++ {
 		select {
@@ -346,6 +352,7 @@ func TestQueueBlocksUntilTakeAndHonoursContext(t *testing.T) {
 	cctx, cancel := context.WithCancel(ctx)
 	errc := make(chan error, 1)
 	go func() { errc <- q.Put(cctx, Item{Rec: []byte("d")}) }()
+	waitForWaits(t, q, 3) // cancelled while waiting, not before
 	cancel()
 	select {
 	case err := <-errc:
@@ -353,6 +360,16 @@ func TestQueueBlocksUntilTakeAndHonoursContext(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Put ignored cancellation")
 	}
+}
+
+// waitForWaits waits until Put has found the queue full n times in all.
+func waitForWaits(t *testing.T, q *Queue, n int) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		q.mu.Lock()
+		defer q.mu.Unlock()
+		return q.waits >= n
+	}, 5*time.Second, time.Millisecond, "producers never blocked on the full queue")
 }
 
 func BenchmarkRecord(b *testing.B) {
@@ -407,4 +424,55 @@ func TestTakeIntoSharesTheLimits(t *testing.T) {
 	assert.Equal(t, []cursor.Seen{{Date: "x", UID: "0"}, {Date: "x", UID: "1"}}, batch.Seen)
 	r, _ := b.Len()
 	assert.Equal(t, 3, r)
+}
+
+// BenchmarkSessionRecord: a short print event, the bulk of a recording.
+func BenchmarkSessionRecord(b *testing.B) {
+	s, _ := structpb.NewStruct(map[string]any{
+		"event": "print", "ei": float64(42), "ci": float64(41), "time": "2026-03-04T05:06:07.123Z",
+		"data": "bHMgLWxhDQo=", "bytes": float64(8), "ms": float64(1234), "offset": float64(5678),
+	})
+	wire, _ := proto.Marshal(s)
+	var enc Encoder
+	var buf []byte
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		buf, _ = enc.AppendSessionRecord(buf[:0], 1700000000, 5, wire, "b2a1f7d0-9a3c-4c59-8f1d-3e7a9d2c6b10")
+	}
+}
+
+// FuzzSessionRecord: the added fields encode exactly as if the event had
+// carried them ahead of its own fields (so its own sid wins).
+func FuzzSessionRecord(f *testing.F) {
+	f.Add(`{"event":"print","ei":3,"data":"aGk="}`, "sess-1")
+	f.Add(`{"event":"session.start","sid":"own","teleport_stream":"x"}`, "other")
+	f.Add(`{}`, "")
+	f.Fuzz(func(t *testing.T, doc, sid string) {
+		var m map[string]any
+		if json.Unmarshal([]byte(doc), &m) != nil {
+			return
+		}
+		s, err := structpb.NewStruct(m)
+		if err != nil {
+			return
+		}
+		wire, err := proto.Marshal(s)
+		require.NoError(t, err)
+		// By hand: sid may be any bytes, which proto.Marshal would refuse.
+		field := func(k, v string) []byte {
+			val := protowire.AppendString(protowire.AppendTag(nil, 3, protowire.BytesType), v)
+			kv := protowire.AppendString(protowire.AppendTag(nil, 1, protowire.BytesType), k)
+			kv = protowire.AppendBytes(protowire.AppendTag(kv, 2, protowire.BytesType), val)
+			return protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), kv)
+		}
+		body := append(append(field(StreamKey, "session"), field("sid", sid)...), wire...)
+		enc := &Encoder{}
+		want, err := enc.AppendRecord(nil, 1, 2, body)
+		require.NoError(t, err)
+		for i := 0; i < 2; i++ { // the second time with the encoder's scratch in use
+			got, err := enc.AppendSessionRecord(nil, 1, 2, wire, sid)
+			require.NoError(t, err)
+			require.Equal(t, want, got)
+		}
+	})
 }

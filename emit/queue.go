@@ -21,6 +21,9 @@ type Queue struct {
 	// room is closed (and replaced) whenever Take frees space, waking every
 	// waiting producer at once.
 	room chan struct{}
+	// waits counts the times a Put found the queue full and began to wait
+	// (tests watch it to know producers are blocked).
+	waits int
 }
 
 // Item is what the readers queue: a record and the position after it, or a
@@ -60,6 +63,7 @@ func (q *Queue) Put(ctx context.Context, it Item) error {
 			return nil
 		}
 		room := q.room
+		q.waits++
 		q.mu.Unlock()
 		select {
 		case <-ctx.Done():
@@ -83,9 +87,6 @@ type Batch struct {
 	// SessionRecords counts the records of session recordings among Records.
 	SessionRecords int
 }
-
-// Empty reports whether the batch carries neither records nor positions.
-func (b *Batch) Empty() bool { return len(b.Records) == 0 && len(b.Marks) == 0 && len(b.Seen) == 0 }
 
 // CopyTo writes the concatenated records into dst, which holds b.Size bytes.
 func (b *Batch) CopyTo(dst []byte) {

@@ -57,6 +57,8 @@ func Handle() *codec.MsgpackHandle {
 // about 20 µs per event. It is not safe for concurrent use.
 type Encoder struct {
 	levels [][]entry // scratch per nesting depth, reused between records
+	extra  [2]entry  // the fields AppendSessionRecord adds
+	sid    []byte    // the session id packed as msgpack, reused between records
 }
 
 type entry struct {
@@ -92,12 +94,20 @@ func (e *Encoder) AppendSessionRecord(dst []byte, sec int64, nsec int32, body []
 	dst = append(dst, 0x92, 0x92)
 	dst = appendEventTime(dst, sec, nsec)
 	dst = append(dst, 0x80)
-	extra := []entry{
-		{key: []byte(StreamKey), val: appendString(nil, []byte("session")), packed: true},
-		{key: []byte("sid"), val: appendString(nil, []byte(sid)), packed: true},
+	e.sid = appendStr(e.sid[:0], sid)
+	e.extra = [2]entry{
+		{key: streamKey, val: sessionValue, packed: true},
+		{key: sidKey, val: e.sid, packed: true},
 	}
-	return e.appendStruct(dst, body, 0, extra)
+	return e.appendStruct(dst, body, 0, e.extra[:])
 }
+
+// Read-only, shared by every Encoder.
+var (
+	streamKey    = []byte(StreamKey)
+	sidKey       = []byte("sid")
+	sessionValue = appendStr(nil, "session")
+)
 
 func appendEventTime(dst []byte, sec int64, nsec int32) []byte {
 	dst = append(dst, 0xd7, 0x00)
@@ -114,7 +124,9 @@ func (e *Encoder) appendStruct(dst, b []byte, depth int, extra []entry) ([]byte,
 	for len(e.levels) <= depth { // lists nest without a struct level in between
 		e.levels = append(e.levels, nil)
 	}
-	entries := e.levels[depth][:0]
+	// The plugin's fields go first, so that with a stable sort the event's
+	// own field of the same name comes later and wins.
+	entries := append(e.levels[depth][:0], extra...)
 	err := fields(b, func(num protowire.Number, typ protowire.Type, v []byte) error {
 		if num != 1 || typ != protowire.BytesType {
 			return nil
@@ -134,11 +146,6 @@ func (e *Encoder) appendStruct(dst, b []byte, depth int, extra []entry) ([]byte,
 	})
 	if err != nil {
 		return nil, err
-	}
-	// The plugin's fields go first, so that with a stable sort the event's
-	// own field of the same name comes later and wins.
-	if len(extra) > 0 {
-		entries = append(append(make([]entry, 0, len(extra)+len(entries)), extra...), entries...)
 	}
 	// Sorted keys; for a repeated key the last one wins, as in protobuf.
 	slices.SortStableFunc(entries, func(a, b entry) int { return bytes.Compare(a.key, b.key) })
@@ -302,7 +309,14 @@ func appendNumber(dst []byte, f float64) []byte {
 }
 
 func appendString(dst, s []byte) []byte {
-	n := len(s)
+	return append(appendStrHeader(dst, len(s)), s...)
+}
+
+func appendStr(dst []byte, s string) []byte {
+	return append(appendStrHeader(dst, len(s)), s...)
+}
+
+func appendStrHeader(dst []byte, n int) []byte {
 	switch {
 	case n <= 31:
 		dst = append(dst, 0xa0|byte(n))
@@ -313,7 +327,7 @@ func appendString(dst, s []byte) []byte {
 	default:
 		dst = binary.BigEndian.AppendUint32(append(dst, 0xdb), uint32(n))
 	}
-	return append(dst, s...)
+	return dst
 }
 
 func appendMapHeader(dst []byte, n int) []byte {
