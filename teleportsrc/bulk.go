@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -87,9 +88,6 @@ func LoadBulkState(sp *cursor.Space) (BulkState, error) {
 	return st, err
 }
 
-// Empty reports whether nothing was ever exported in bulk.
-func (st BulkState) Empty() bool { return len(st.DoneDates) == 0 && len(st.Chunks) == 0 }
-
 // OldestOpenDate is the first date the bulk export has not finished, or ""
 // if it started none.
 func (st BulkState) OldestOpenDate() string {
@@ -158,25 +156,17 @@ type BulkConfig struct {
 // ExportUnstructuredEvents), several chunks at once, with a cursor per
 // chunk. Events within a date come in no particular order.
 type Bulk struct {
-	cfg   BulkConfig
-	now   func() time.Time
-	types map[string]bool
-	skip  map[string]bool
+	cfg    BulkConfig
+	now    func() time.Time
+	filter typeFilter
 
-	mu    sync.Mutex
-	state BulkState
-	// Stats are updated by several goroutines; read them with StatsNow.
-	stats    BulkStats
+	mu       sync.Mutex
+	state    BulkState
 	caughtUp atomic.Bool
 }
 
 // CaughtUp reports whether every chunk listed so far is exported.
 func (b *Bulk) CaughtUp() bool { return b.caughtUp.Load() }
-
-// BulkStats counts what the bulk export did.
-type BulkStats struct {
-	Chunks, Events, Skipped, Dates int64
-}
 
 // NewBulk resumes from the saved state.
 func NewBulk(cfg BulkConfig, state BulkState, now func() time.Time) *Bulk {
@@ -189,14 +179,7 @@ func NewBulk(cfg BulkConfig, state BulkState, now func() time.Time) *Bulk {
 	if state.DoneDates == nil {
 		state = BulkState{DoneDates: map[string]bool{}, Chunks: map[string]map[string]ChunkPosition{}}
 	}
-	return &Bulk{cfg: cfg, now: now, state: state, types: set(cfg.Types), skip: set(cfg.Skip)}
-}
-
-// StatsNow returns a copy of the counters.
-func (b *Bulk) StatsNow() BulkStats {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.stats
+	return &Bulk{cfg: cfg, now: now, state: state, filter: newTypeFilter(cfg.Types, cfg.Skip)}
 }
 
 // Run exports until ctx ends or a call fails. Called again after a failure,
@@ -300,24 +283,34 @@ func (b *Bulk) exportDate(ctx context.Context, c Client, sink Sink, day time.Tim
 	return ctx.Err()
 }
 
+// exportChunk streams a chunk from p's cursor. However the stream ends, the
+// state keeps the cursor after the last event the sink took, for Run to
+// resume from.
 func (b *Bulk) exportChunk(ctx context.Context, c Client, sink Sink, day time.Time, p ChunkPosition) error {
-	err := c.ExportEvents(ctx, day, p.Chunk, p.Cursor, func(ev *Event, next string) error {
-		p.Cursor = next
+	defer func() {
 		b.mu.Lock()
 		b.state.Chunks[p.Date][p.Chunk] = p
 		b.mu.Unlock()
+	}()
+	err := c.ExportEvents(ctx, day, p.Chunk, p.Cursor, func(ev *Event, next string) error {
+		at := p
+		at.Cursor = next
 		if b.cfg.Watch != nil {
 			b.cfg.Watch(ev)
 		}
-		if !b.wanted(ev) {
-			b.count(func(s *BulkStats) { s.Skipped++ })
-			return sink.Progress(ctx, p)
+		var err error
+		if b.wanted(ev) {
+			// Every event of an open date goes into the index, so that a
+			// switch to search can tell what this export handed over.
+			ev.Remember = true
+			err = sink.Event(ctx, ev, at)
+		} else {
+			err = sink.Progress(ctx, at)
 		}
-		// Every event of an open date goes into the index, so that a
-		// switch to search can tell what this export handed over.
-		ev.Remember = true
-		b.count(func(s *BulkStats) { s.Events++ })
-		return sink.Event(ctx, ev, p)
+		if err == nil {
+			p = at
+		}
+		return err
 	})
 	if err != nil {
 		if errors.Is(err, context.Canceled) {
@@ -326,35 +319,37 @@ func (b *Bulk) exportChunk(ctx context.Context, c Client, sink Sink, day time.Ti
 		return fmt.Errorf("exporting chunk %s of %s: %w", p.Chunk, p.Date, err)
 	}
 	p.Done = true
-	b.mu.Lock()
-	b.state.Chunks[p.Date][p.Chunk] = p
-	b.stats.Chunks++
-	b.mu.Unlock()
 	return sink.Progress(ctx, p)
 }
 
 // wanted applies start_time, the switch point from search, and the filters.
 func (b *Bulk) wanted(ev *Event) bool {
-	if ev.Seconds < b.cfg.Start.Unix() || (ev.Seconds == b.cfg.Start.Unix() && contains(b.cfg.StartTail, ev.ID)) {
+	if ev.Seconds < b.cfg.Start.Unix() || (ev.Seconds == b.cfg.Start.Unix() && slices.Contains(b.cfg.StartTail, ev.ID)) {
 		return false
 	}
-	if a := b.cfg.After; a != nil && ev.Seconds <= a.From {
-		// The search handed over everything up to its position, except
-		// events that may have become visible late: those recent enough
-		// for its re-scan, which it recorded in the index when it handed
-		// them over.
-		recent := b.cfg.Settle > 0 && ev.Seconds >= b.now().Add(-2*b.cfg.Settle).Unix()
-		if !recent || (ev.Seconds == a.From && contains(a.Tail, ev.ID)) {
-			return false
-		}
-		if b.cfg.Index != nil && b.cfg.Index.Seen(ev.Date(), ev.ID) {
-			return false
-		}
-	}
-	if b.skip[ev.Type] || (len(b.types) > 0 && !b.types[ev.Type]) {
+	if b.cfg.After != nil && b.searchHandedOver(ev) {
 		return false
 	}
-	return true
+	return b.filter.keep(ev.Type)
+}
+
+// searchHandedOver reports whether the search, before the switch, handed ev
+// over: its position says so, except for events behind the position that
+// became visible only after the search passed them. Those recent enough
+// for its re-scan it may have handed over late, and it recorded every
+// recent event it handed over in the index; the index decides for them.
+func (b *Bulk) searchHandedOver(ev *Event) bool {
+	a := b.cfg.After
+	if ev.Seconds > a.From {
+		return false
+	}
+	if !mayRescan(ev.Seconds, b.now(), b.cfg.Settle) {
+		return a.HandedOver(ev.Seconds, ev.ID)
+	}
+	if ev.Seconds == a.From && a.HandedOver(ev.Seconds, ev.ID) {
+		return true
+	}
+	return b.cfg.Index != nil && b.cfg.Index.Seen(ev.Date(), ev.ID)
 }
 
 // finishDate records a date as done and drops its chunk positions.
@@ -363,7 +358,6 @@ func (b *Bulk) finishDate(ctx context.Context, sink Sink, date string) error {
 	chunks := b.state.Chunks[date]
 	delete(b.state.Chunks, date)
 	b.state.DoneDates[date] = true
-	b.stats.Dates++
 	b.mu.Unlock()
 	if err := sink.Progress(ctx, dateDone(date)); err != nil {
 		return err
@@ -377,12 +371,6 @@ func (b *Bulk) finishDate(ctx context.Context, sink Sink, date string) error {
 	return nil
 }
 
-func (b *Bulk) count(f func(*BulkStats)) {
-	b.mu.Lock()
-	f(&b.stats)
-	b.mu.Unlock()
-}
-
 // OldestOpenDate is the first date not finished yet.
 func (b *Bulk) OldestOpenDate() string {
 	b.mu.Lock()
@@ -391,13 +379,4 @@ func (b *Bulk) OldestOpenDate() string {
 		return d
 	}
 	return b.firstDate().Format(time.DateOnly)
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

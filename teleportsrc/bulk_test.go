@@ -188,3 +188,41 @@ func TestProbeBulk(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, ok)
 }
+
+// The search stopped in the middle of a second: the bulk export hands over
+// the rest of that second, old or recent.
+func TestBulkExportsTheRestOfTheSecondTheSearchStoppedIn(t *testing.T) {
+	now := time.Date(2026, 5, 10, 12, 0, 0, 0, time.UTC)
+	for name, sec := range map[string]time.Time{"old": now.Add(-3 * time.Hour), "recent": now.Add(-time.Minute)} {
+		t.Run(name, func(t *testing.T) {
+			m := &memlog.Log{Bulk: true}
+			m.Add(memlog.Event("before", "x", sec.Add(-time.Second)), memlog.Event("a", "x", sec.Add(100*time.Millisecond)),
+				memlog.Event("b", "x", sec.Add(200*time.Millisecond)), memlog.Event("next", "x", sec.Add(time.Second)))
+			after := teleportsrc.SearchPosition{From: sec.Unix(), Tail: []string{"a"}}
+			sp := space(t)
+			// What the search handed over, remembered as recent events.
+			date := sec.UTC().Format(time.DateOnly)
+			require.NoError(t, sp.Commit(nil, []cursor.Seen{{Date: date, UID: "before"}, {Date: date, UID: "a"}}))
+			k := &committing{sp: sp}
+			b := teleportsrc.NewBulk(teleportsrc.BulkConfig{Start: sec.Add(-time.Hour), Revisit: 2, Poll: time.Hour,
+				After: &after, Settle: 5 * time.Minute, Index: indexOf(sp)}, teleportsrc.BulkState{}, func() time.Time { return now })
+			require.NoError(t, b.Pass(context.Background(), m, k))
+			assert.ElementsMatch(t, []string{"b", "next"}, k.ids)
+		})
+	}
+}
+
+// Run called again after the sink failed (a reconnect) resumes with the
+// event the sink did not take.
+func TestBulkResumesAfterASinkFailureWithoutLoss(t *testing.T) {
+	now := time.Date(2026, 5, 10, 12, 0, 0, 0, time.UTC)
+	m, ids := bulkLog(1, 30, now)
+	sp := space(t)
+	b := teleportsrc.NewBulk(teleportsrc.BulkConfig{Start: now.Add(-2 * 24 * time.Hour), Concurrency: 1, Revisit: 2, Poll: time.Hour},
+		teleportsrc.BulkState{}, func() time.Time { return now })
+	failed := &committing{sp: sp, stopAt: 10}
+	require.ErrorIs(t, b.Pass(context.Background(), m, failed), errCrash)
+	k := &committing{sp: sp}
+	require.NoError(t, b.Pass(context.Background(), m, k))
+	assert.ElementsMatch(t, ids, append(append([]string(nil), failed.ids...), k.ids...), "every event once")
+}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -89,7 +90,7 @@ func (c *Credentials) Load() (loaded bool, warning string, err error) {
 		}
 		stamps[i] = statStamp(fi)
 	}
-	if c.loaded && equalStamps(stamps, c.stamps) {
+	if c.loaded && slices.Equal(stamps, c.stamps) {
 		return false, "", nil
 	}
 	if err := c.creds.Reload(); err != nil {
@@ -150,18 +151,6 @@ func (c *Credentials) formatHint() string {
 
 func statStamp(fi os.FileInfo) stamp {
 	return stamp{mod: fi.ModTime(), size: fi.Size(), ino: inode(fi)}
-}
-
-func equalStamps(a, b []stamp) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // keyPair is a reloadable certificate, key and CA triple. Like Teleport's

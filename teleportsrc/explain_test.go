@@ -64,7 +64,7 @@ func TestExplainRealClientErrors(t *testing.T) {
 		defer clt.Close()
 		srv.SetDeny(true)
 		defer srv.SetDeny(false)
-		_, err = clt.SearchEvents(context.Background(), NewSearch(SearchConfig{Window: time.Hour, PageSize: 10}, SearchPosition{}, time.Now).request(time.Now().Add(-time.Hour), time.Now(), "", 0))
+		_, err = clt.SearchEvents(context.Background(), searchRequest(nil, 10, time.Now().Add(-time.Hour), time.Now(), ""))
 		require.Error(t, err)
 		assert.Contains(t, Explain(err, srv.Addr(), "identity file /x"), "access denied by Teleport at "+srv.Addr()+": "+RoleHint)
 	})

@@ -6,7 +6,6 @@ import (
 	"regexp"
 	"time"
 
-	"github.com/gravitational/teleport/api/types"
 	"github.com/gravitational/trace"
 )
 
@@ -43,8 +42,7 @@ func (s *Search) skipOversized(ctx context.Context, c Client, big Oversized) err
 	lo, hi := s.from.Add(-time.Nanosecond), s.to
 	for hi.Sub(lo) > time.Nanosecond {
 		mid := lo.Add(hi.Sub(lo) / 2)
-		s.Stats.Queries.Add(1)
-		page, err := c.SearchEvents(ctx, s.request(s.from, mid, s.key, types.EventOrderAscending))
+		page, err := c.SearchEvents(ctx, searchRequest(s.cfg.Types, s.cfg.PageSize, s.from, mid, s.key))
 		page.Free()
 		switch other, ok := ParseOversized(err); {
 		case err == nil:

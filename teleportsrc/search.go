@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -68,6 +69,34 @@ func ParseSearchPosition(b []byte) (SearchPosition, error) {
 // FromTime is the position's second as a time.
 func (p SearchPosition) FromTime() time.Time { return time.Unix(p.From, 0).UTC() }
 
+// HandedOver reports whether the position covers the event of second sec
+// with uid id: it is before second From, or of second From and in Tail.
+// Events that became visible only after the reader passed their second are
+// covered but were not handed over; see mayRescan.
+func (p SearchPosition) HandedOver(sec int64, id string) bool {
+	return p.handedOver(sec, id, nil)
+}
+
+// handedOver is HandedOver with Tail as a set, for a caller that keeps one.
+func (p SearchPosition) handedOver(sec int64, id string, tail map[string]bool) bool {
+	switch {
+	case sec != p.From:
+		return sec < p.From
+	case tail != nil:
+		return tail[id]
+	}
+	return slices.Contains(p.Tail, id)
+}
+
+// mayRescan reports whether events of second sec are recent enough for the
+// search's settle re-scan (twice the settle period, so that a re-scan never
+// meets an event the reader has forgotten). The search remembers who handed
+// such events over, in memory and in the index, and the bulk export, after
+// a switch from search, asks the index about them: both must agree.
+func mayRescan(sec int64, now time.Time, settle time.Duration) bool {
+	return settle > 0 && sec >= now.Add(-2*settle).Unix()
+}
+
 // SearchConfig tunes the search reader.
 type SearchConfig struct {
 	Window   time.Duration
@@ -91,10 +120,9 @@ type SearchConfig struct {
 // SearchUnstructuredEvents, in windows of at most Window, following the
 // server's page keys. It is not safe for concurrent use.
 type Search struct {
-	cfg   SearchConfig
-	types map[string]bool
-	skip  map[string]bool
-	now   func() time.Time
+	cfg    SearchConfig
+	filter typeFilter
+	now    func() time.Time
 
 	pos  SearchPosition
 	seen map[string]bool // Tail as a set
@@ -113,12 +141,8 @@ type Search struct {
 
 // SearchStats counts what the reader did; safe to read from any goroutine.
 type SearchStats struct {
-	Queries    atomic.Int64
-	Events     atomic.Int64 // handed to the sink
-	Skipped    atomic.Int64 // filtered by type
-	Duplicates atomic.Int64 // re-read and dropped by id
-	Late       atomic.Int64 // found by the settle re-scan
-	Oversized  atomic.Int64 // too large for Teleport to return
+	Late      atomic.Int64 // found by the settle re-scan
+	Oversized atomic.Int64 // too large for Teleport to return
 }
 
 // NewSearch resumes from pos.
@@ -129,7 +153,7 @@ func NewSearch(cfg SearchConfig, pos SearchPosition, now func() time.Time) *Sear
 	if cfg.Warnf == nil {
 		cfg.Warnf = cfg.Logf
 	}
-	s := &Search{cfg: cfg, now: now, pos: pos, seen: map[string]bool{}, types: set(cfg.Types), skip: set(cfg.Skip), recent: map[string]int64{}}
+	s := &Search{cfg: cfg, now: now, pos: pos, seen: map[string]bool{}, filter: newTypeFilter(cfg.Types, cfg.Skip), recent: map[string]int64{}}
 	for _, id := range pos.Tail {
 		s.seen[id] = true
 	}
@@ -155,11 +179,15 @@ func (s *Search) Step(ctx context.Context, c Client, sink Sink) (idle bool, err 
 			s.to = now
 		}
 		if s.to.Before(s.from) {
-			return true, nil // start_time is in the future
+			if s.open {
+				return true, nil // start_time is in the future
+			}
+			// Nothing left of a closed window: an event too large to
+			// return was skipped at its very end.
+			return false, s.finishWindow(ctx, sink)
 		}
 	}
-	s.Stats.Queries.Add(1)
-	page, err := c.SearchEvents(ctx, s.request(s.from, s.to, s.key, types.EventOrderAscending))
+	page, err := c.SearchEvents(ctx, searchRequest(s.cfg.Types, s.cfg.PageSize, s.from, s.to, s.key))
 	if err != nil {
 		if big, ok := ParseOversized(err); ok {
 			return false, s.skipOversized(ctx, c, big)
@@ -184,54 +212,78 @@ func (s *Search) Step(ctx context.Context, c Client, sink Sink) (idle bool, err 
 		}
 		return true, nil
 	}
-	// The window is closed and read to the end: move on to the next one.
-	if end := s.to.Unix(); end > s.pos.From {
-		s.pos = SearchPosition{From: end, CheckUntil: s.pos.CheckUntil}
-		clear(s.seen)
-		return false, sink.Progress(ctx, s.pos)
-	}
-	return false, nil
+	return false, s.finishWindow(ctx, sink)
 }
 
-func (s *Search) request(from, to time.Time, key string, order types.EventOrder) *auditlogpb.GetUnstructuredEventsRequest {
+// finishWindow moves the position to the end of the closed window just
+// read, unless an event of that second already moved it there.
+func (s *Search) finishWindow(ctx context.Context, sink Sink) error {
+	end := s.to.Unix()
+	if end <= s.pos.From {
+		return nil
+	}
+	s.pos = SearchPosition{From: end, CheckUntil: s.pos.CheckUntil}
+	clear(s.seen)
+	return sink.Progress(ctx, s.pos)
+}
+
+// searchRequest asks for the events from..to (inclusive), oldest first.
+func searchRequest(eventTypes []string, pageSize int, from, to time.Time, key string) *auditlogpb.GetUnstructuredEventsRequest {
 	req := &auditlogpb.GetUnstructuredEventsRequest{}
 	req.SetNamespace("default")
 	req.SetStartDate(timestamppb.New(from))
 	req.SetEndDate(timestamppb.New(to))
-	req.SetEventTypes(s.cfg.Types)
-	req.SetLimit(int32(s.cfg.PageSize))
+	req.SetEventTypes(eventTypes)
+	req.SetLimit(int32(pageSize))
 	req.SetStartKey(key)
 	// The enum names 0 "descending", but the Auth Service reads the number
 	// as types.EventOrder, where 0 is ascending; the api client sends
 	// types.EventOrderAscending the same way.
-	req.SetOrder(auditlogpb.Order(order))
+	req.SetOrder(auditlogpb.Order(types.EventOrderAscending))
 	return req
+}
+
+// searchAll runs a query page by page, following the server's page keys,
+// and calls fn with each event until fn says stop or fails.
+func searchAll(ctx context.Context, c Client, eventTypes []string, pageSize int, from, to time.Time, fn func(*Event) (stop bool, err error)) error {
+	for key := ""; ; {
+		page, err := c.SearchEvents(ctx, searchRequest(eventTypes, pageSize, from, to, key))
+		if err != nil {
+			return err
+		}
+		stop := false
+		for i := 0; i < len(page.Events) && !stop && err == nil; i++ {
+			stop, err = fn(&page.Events[i])
+		}
+		page.Free()
+		if stop || err != nil || page.LastKey == "" {
+			return err
+		}
+		key = page.LastKey
+	}
 }
 
 func (s *Search) deliverAll(ctx context.Context, page *Page, sink Sink) error {
 	for i := range page.Events {
-		if err := s.deliver(ctx, &page.Events[i], sink); err != nil {
+		if err := s.deliver(ctx, &page.Events[i], false, sink); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (s *Search) deliver(ctx context.Context, ev *Event, sink Sink) error {
-	sec := ev.Seconds
-	id := ev.ID
-	if _, ok := s.recent[id]; ok {
-		s.Stats.Duplicates.Add(1) // handed over by a re-scan
+// deliver hands over an event read by the reader (late: by the re-scan)
+// unless it was handed over before, and makes it part of the position.
+func (s *Search) deliver(ctx context.Context, ev *Event, late bool, sink Sink) error {
+	if s.handedOver(ev, late) {
 		return nil
 	}
-	switch {
-	case sec == s.pos.From && s.seen[id]:
-		s.Stats.Duplicates.Add(1)
-		return nil
-	case sec <= s.pos.CheckUntil && s.cfg.Index != nil && s.cfg.Index.Seen(ev.Date(), id):
-		// Handed over by the bulk export before the switch to search.
-		s.Stats.Duplicates.Add(1)
-		return nil
+	if late {
+		s.Stats.Late.Add(1)
+		s.cfg.Logf("found late event %s (%s) from %s, %s after it happened", ev.ID, ev.Type,
+			ev.Time().Format(time.RFC3339Nano), s.now().Sub(ev.Time()).Round(time.Millisecond))
+	}
+	switch sec, id := ev.Seconds, ev.ID; {
 	case sec > s.pos.From:
 		// A fresh slice: earlier positions share the old one.
 		s.pos = SearchPosition{From: sec, Tail: []string{id}, CheckUntil: s.pos.CheckUntil}
@@ -240,10 +292,32 @@ func (s *Search) deliver(ctx context.Context, ev *Event, sink Sink) error {
 	case sec == s.pos.From:
 		s.pos.Tail = append(s.pos.Tail, id)
 		s.seen[id] = true
-		// Below From only if the server breaks ascending order: hand it over
-		// (at least once) without moving the position back.
+		// Before From: a late event (or the server broke ascending order).
+		// Hand it over without moving the position back.
 	}
 	return s.hand(ctx, ev, s.pos, sink)
+}
+
+// handedOver reports whether an event read by the reader (late: by the
+// re-scan) was handed over before: lately, by this reader; according to the
+// position; or according to the index, for events others may have handed
+// over: the bulk export before a switch to search (up to CheckUntil), and,
+// for late events, this reader before a restart.
+func (s *Search) handedOver(ev *Event, late bool) bool {
+	sec, id := ev.Seconds, ev.ID
+	if _, ok := s.recent[id]; ok {
+		return true
+	}
+	// Before second From the position says nothing of an event read now:
+	// the reader did not see it when it passed.
+	behind := sec < s.pos.From
+	if !behind && s.pos.handedOver(sec, id, s.seen) {
+		return true
+	}
+	if !late && !behind && sec > s.pos.CheckUntil {
+		return false
+	}
+	return s.cfg.Index != nil && s.cfg.Index.Seen(ev.Date(), id)
 }
 
 // hand passes an event (or, if it is filtered out, only its position) on.
@@ -251,16 +325,14 @@ func (s *Search) hand(ctx context.Context, ev *Event, at SearchPosition, sink Si
 	if s.cfg.Watch != nil {
 		s.cfg.Watch(ev)
 	}
-	if s.skip[ev.Type] || (len(s.types) > 0 && !s.types[ev.Type]) {
-		s.Stats.Skipped.Add(1)
+	if !s.filter.keep(ev.Type) {
 		return sink.Progress(ctx, at)
 	}
-	if s.cfg.Settle > 0 && ev.Seconds >= s.now().Add(-2*s.cfg.Settle).Unix() {
-		// Recent: a re-scan may read it again, here or after a restart.
+	if mayRescan(ev.Seconds, s.now(), s.cfg.Settle) {
+		// A re-scan may read it again, here or after a restart.
 		ev.Remember = true
 		s.recent[ev.ID] = ev.Seconds
 	}
-	s.Stats.Events.Add(1)
 	return sink.Event(ctx, ev, at)
 }
 
@@ -286,53 +358,31 @@ func (s *Search) rescan(ctx context.Context, c Client, sink Sink) error {
 		to = s.to
 	}
 	for id, sec := range s.recent {
-		if sec < now.Add(-2*s.cfg.Settle).Unix() {
+		if !mayRescan(sec, now, s.cfg.Settle) {
 			delete(s.recent, id)
 		}
 	}
 	if to.Before(from) {
 		return nil // the newest event handed over is older than the settle period
 	}
-	key := ""
-	for {
-		s.Stats.Queries.Add(1)
-		page, err := c.SearchEvents(ctx, s.request(from, to, key, types.EventOrderAscending))
-		if err != nil {
-			if _, ok := ParseOversized(err); ok {
-				return nil // the main reader handles it; the next re-scan starts over
-			}
-			return err
-		}
-		err = s.handLate(ctx, &page, now, sink)
-		page.Free()
-		if err != nil {
-			return err
-		}
-		if page.LastKey == "" {
-			return nil
-		}
-		key = page.LastKey
+	err := searchAll(ctx, c, s.cfg.Types, s.cfg.PageSize, from, to, func(ev *Event) (bool, error) {
+		return false, s.deliver(ctx, ev, true, sink)
+	})
+	if _, ok := ParseOversized(err); ok {
+		return nil // the main reader handles it; the next re-scan starts over
 	}
+	return err
 }
 
-// handLate hands over the events of a re-scan page not seen before.
-func (s *Search) handLate(ctx context.Context, page *Page, now time.Time, sink Sink) error {
-	for i := range page.Events {
-		ev := &page.Events[i]
-		if _, ok := s.recent[ev.ID]; ok || (ev.Seconds == s.pos.From && s.seen[ev.ID]) {
-			continue
-		}
-		if s.cfg.Index != nil && s.cfg.Index.Seen(ev.Date(), ev.ID) {
-			continue
-		}
-		s.Stats.Late.Add(1)
-		s.cfg.Logf("found late event %s (%s) from %s, %s after it happened", ev.ID, ev.Type,
-			ev.Time().Format(time.RFC3339Nano), now.Sub(ev.Time()).Round(time.Millisecond))
-		if err := s.hand(ctx, ev, s.pos, sink); err != nil {
-			return err
-		}
-	}
-	return nil
+// typeFilter applies the types and skip_event_types settings.
+type typeFilter struct{ types, skip map[string]bool }
+
+func newTypeFilter(types, skip []string) typeFilter {
+	return typeFilter{types: set(types), skip: set(skip)}
+}
+
+func (f typeFilter) keep(typ string) bool {
+	return !f.skip[typ] && (len(f.types) == 0 || f.types[typ])
 }
 
 func set(l []string) map[string]bool {
@@ -353,7 +403,6 @@ const StartAfterWindow = 48 * time.Hour
 // that second up to and including it, in the server's order: what another
 // exporter that stopped at that event has already sent of that second.
 func FindStartAfter(ctx context.Context, c Client, from, now time.Time, uid string, pageSize int) (time.Time, []string, error) {
-	s := NewSearch(SearchConfig{PageSize: pageSize}, SearchPosition{}, time.Now)
 	from = from.Truncate(time.Second)
 	to := from.Add(StartAfterWindow)
 	if now.Before(to) {
@@ -361,27 +410,21 @@ func FindStartAfter(ctx context.Context, c Client, from, now time.Time, uid stri
 	}
 	var second int64
 	var ids []string
-	key := ""
-	for {
-		page, err := c.SearchEvents(ctx, s.request(from, to, key, types.EventOrderAscending))
-		if err != nil {
-			return time.Time{}, nil, err
+	found := false
+	err := searchAll(ctx, c, nil, pageSize, from, to, func(ev *Event) (bool, error) {
+		if ev.Seconds != second {
+			second, ids = ev.Seconds, ids[:0]
 		}
-		for _, ev := range page.Events {
-			if ev.Seconds != second {
-				second, ids = ev.Seconds, ids[:0]
-			}
-			ids = append(ids, ev.ID)
-			if ev.ID == uid {
-				page.Free()
-				return time.Unix(second, 0).UTC(), ids, nil
-			}
-		}
-		page.Free()
-		if page.LastKey == "" {
-			return time.Time{}, nil, fmt.Errorf("no event %s between %s and %s: start_time must be at or up to %s before that event's time",
-				uid, from.Format(time.RFC3339), to.Format(time.RFC3339), StartAfterWindow)
-		}
-		key = page.LastKey
+		ids = append(ids, ev.ID)
+		found = ev.ID == uid
+		return found, nil
+	})
+	switch {
+	case err != nil:
+		return time.Time{}, nil, err
+	case !found:
+		return time.Time{}, nil, fmt.Errorf("no event %s between %s and %s: start_time must be at or up to %s before that event's time",
+			uid, from.Format(time.RFC3339), to.Format(time.RFC3339), StartAfterWindow)
 	}
+	return time.Unix(second, 0).UTC(), ids, nil
 }

@@ -81,9 +81,9 @@ type SessionConfig struct {
 // the audit readers saw. A recording that fails is retried on its own;
 // it never stops or blocks the audit export.
 type Sessions struct {
-	cfg  SessionConfig
-	now  func() time.Time
-	skip map[string]bool
+	cfg    SessionConfig
+	now    func() time.Time
+	filter typeFilter
 
 	mu         sync.Mutex
 	states     map[string]*SessionPosition
@@ -96,8 +96,8 @@ type Sessions struct {
 
 // SessionStats counts what the session export did.
 type SessionStats struct {
-	Found, Exported, Events, Retries, GivenUp int64
-	Active, Pending                           int // streaming now; waiting to
+	Exported, GivenUp int64
+	Active, Pending   int // streaming now; waiting to
 }
 
 // NewSessions resumes the recordings in saved.
@@ -108,7 +108,7 @@ func NewSessions(cfg SessionConfig, saved map[string]SessionPosition, now func()
 	if cfg.Save == nil {
 		cfg.Save = func(SessionPosition) error { return nil }
 	}
-	m := &Sessions{cfg: cfg, now: now, skip: set(cfg.Skip), states: map[string]*SessionPosition{},
+	m := &Sessions{cfg: cfg, now: now, filter: newTypeFilter(nil, cfg.Skip), states: map[string]*SessionPosition{},
 		due: map[string]time.Time{}, busy: map[string]bool{}, wake: make(chan struct{}, 1)}
 	for sid, p := range saved {
 		p := p
@@ -138,7 +138,6 @@ func (m *Sessions) Watch(ev *Event) {
 	p := &SessionPosition{SID: sid, Upload: ev.Seconds, key: sessionPrefix + sid}
 	m.states[sid] = p
 	m.due[sid] = time.Time{}
-	m.stats.Found++
 	saved := *p // workers may update *p as soon as the lock is released
 	m.mu.Unlock()
 	if err := m.cfg.Save(saved); err != nil {
@@ -255,11 +254,10 @@ func (m *Sessions) export(ctx context.Context, c Client, sink Sink, sid string) 
 		m.mu.Lock()
 		m.states[sid].Next = p.Next
 		m.mu.Unlock()
-		if m.skip[ev.Type] {
+		if !m.filter.keep(ev.Type) {
 			return sink.Progress(ctx, p)
 		}
 		ev.Session = sid
-		m.count(func(s *SessionStats) { s.Events++ })
 		return sink.Event(ctx, ev, p)
 	}
 	var err error
@@ -300,7 +298,6 @@ func (m *Sessions) finish(ctx context.Context, sink Sink, p *SessionPosition, er
 		st.Attempts++
 		retryIn = min(m.cfg.RetryMin<<min(st.Attempts-1, 16), m.cfg.RetryMax)
 		m.due[p.SID] = m.now().Add(retryIn)
-		m.stats.Retries++
 	}
 	out := *st
 	m.mu.Unlock()
@@ -338,12 +335,6 @@ func (m *Sessions) pruneDone(ctx context.Context, sink Sink) {
 	for _, sid := range old {
 		_ = sink.Progress(ctx, cursor.Delete(SessionPosition{SID: sid}.Key()))
 	}
-}
-
-func (m *Sessions) count(f func(*SessionStats)) {
-	m.mu.Lock()
-	f(&m.stats)
-	m.mu.Unlock()
 }
 
 // StructString returns the string field key of a google.protobuf.Struct
