@@ -120,8 +120,7 @@ func Open(dir string, log Logger) (*Store, error) {
 // defaults (64 MB memtables, 256 MB block cache) would dwarf the data.
 func smallOptions(dir string, log Logger) badger.Options {
 	return badger.DefaultOptions(dir).
-		WithLogger(badgerLogger{log}).
-		WithLoggingLevel(badger.WARNING).
+		WithLogger(badgerLogger{log}). // not WithLoggingLevel: it replaces the logger
 		WithMemTableSize(1 << 20).
 		WithNumMemtables(1).
 		WithNumLevelZeroTables(2).
@@ -332,9 +331,11 @@ func (sp *Space) PruneSeen(before string) (int, error) {
 	return len(keys), wb.Flush()
 }
 
+// badgerLogger passes Badger's warnings and errors on and drops the rest
+// (table and value-log chatter).
 type badgerLogger struct{ l Logger }
 
 func (b badgerLogger) Errorf(f string, a ...any)   { b.l.Errorf("badger: "+strings.TrimSpace(f), a...) }
 func (b badgerLogger) Warningf(f string, a ...any) { b.l.Warnf("badger: "+strings.TrimSpace(f), a...) }
-func (b badgerLogger) Infof(f string, a ...any)    { b.l.Debugf("badger: "+strings.TrimSpace(f), a...) }
-func (b badgerLogger) Debugf(f string, a ...any)   { b.l.Debugf("badger: "+strings.TrimSpace(f), a...) }
+func (b badgerLogger) Infof(string, ...any)        {}
+func (b badgerLogger) Debugf(string, ...any)       {}

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -13,6 +14,22 @@ import (
 )
 
 type testLog struct{ t testing.TB }
+
+// recordLog keeps the lines it gets.
+type recordLog struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *recordLog) add(level, f string, a ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lines = append(l.lines, level+" "+fmt.Sprintf(f, a...))
+}
+func (l *recordLog) Errorf(f string, a ...any) { l.add("error", f, a...) }
+func (l *recordLog) Warnf(f string, a ...any)  { l.add("warn", f, a...) }
+func (l *recordLog) Infof(f string, a ...any)  { l.add("info", f, a...) }
+func (l *recordLog) Debugf(f string, a ...any) { l.add("debug", f, a...) }
 
 func (l testLog) Errorf(f string, a ...any) { l.t.Logf("error: "+f, a...) }
 func (l testLog) Warnf(f string, a ...any)  { l.t.Logf("warn: "+f, a...) }
@@ -77,23 +94,37 @@ func TestSameDirectorySharedWithinProcess(t *testing.T) {
 	require.NoError(t, s2.Close())
 }
 
+// Too many marks for one Badger transaction (small values stay in the LSM
+// tree and count against its limits).
 func TestLargeCommitIsSplit(t *testing.T) {
 	s, err := Open(t.TempDir(), testLog{t})
 	require.NoError(t, err)
 	defer s.Close()
 	sp := s.Space("c/i")
-	big := strings.Repeat("u", 200<<10)
+	val := strings.Repeat("u", 100)
+	const n = 3000
 	var marks []Mark
-	for i := 0; i < 8; i++ {
-		marks = append(marks, mark{fmt.Sprintf("k%d", i), big})
+	for i := 0; i < n; i++ {
+		marks = append(marks, mark{fmt.Sprintf("k%04d", i), val})
 	}
 	require.NoError(t, sp.Commit(marks, nil))
-	for i := 0; i < 8; i++ {
-		v, ok, err := sp.Get(fmt.Sprintf("k%d", i))
+	for i := 0; i < n; i++ {
+		v, ok, err := sp.Get(fmt.Sprintf("k%04d", i))
 		require.NoError(t, err)
 		require.True(t, ok)
-		assert.Len(t, v, len(big))
+		require.Equal(t, val, string(v))
 	}
+}
+
+// Badger's warnings and errors reach the input's log; its chatter does not.
+func TestBadgerLogsThroughTheLogger(t *testing.T) {
+	l := &recordLog{}
+	opt := smallOptions(t.TempDir(), l)
+	opt.Warningf("compaction of %d tables failed", 2)
+	opt.Errorf("cannot open %s", "x")
+	opt.Infof("replaying file %d", 1)
+	opt.Debugf("lots of detail")
+	assert.Equal(t, []string{"warn badger: compaction of 2 tables failed", "error badger: cannot open x"}, l.lines)
 }
 
 // A second process on the same directory must get a clear error.

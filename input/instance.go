@@ -81,15 +81,11 @@ type Stats struct {
 	Records        atomic.Int64 // handed to Fluent Bit
 	SessionRecords atomic.Int64 // of which from session recordings
 	Bytes          atomic.Int64
-	Batches        atomic.Int64
 	Retries        atomic.Int64
 	Errors         atomic.Int64
 	Connected      atomic.Bool
-	CaughtUp       atomic.Bool  // the reader has read up to now
 	NewestSecond   atomic.Int64 // the newest audit event handed over (unix seconds)
 	IdentityExpiry atomic.Int64 // unix seconds, 0 if unknown
-	Mode           atomic.Value // string: "bulk" or "search" once chosen
-	Cluster        atomic.Value // string, once connected
 }
 
 // New opens the position store; it does not touch the network, so it is
@@ -134,8 +130,14 @@ func (x *Instance) Start() {
 	x.cancel = cancel
 	go func() {
 		defer close(x.done)
+		var wg sync.WaitGroup
+		defer wg.Wait() // run returns once ctx is done, which ends the status loop too
 		if x.cfg.StatusInterval > 0 {
-			go x.statusLoop(ctx, x.cfg.StatusInterval)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				x.statusLoop(ctx, x.cfg.StatusInterval)
+			}()
 		}
 		x.run(ctx)
 	}()
@@ -234,7 +236,6 @@ func (x *Instance) Commit(b *emit.Batch) {
 		x.stats.Records.Add(int64(len(b.Records)))
 		x.stats.SessionRecords.Add(int64(b.SessionRecords))
 		x.stats.Bytes.Add(int64(b.Size))
-		x.stats.Batches.Add(1)
 	}
 	if b.Newest > x.stats.NewestSecond.Load() {
 		x.stats.NewestSecond.Store(b.Newest)
@@ -261,6 +262,15 @@ type sink struct {
 	x       *Instance
 	q       *emit.Queue
 	session bool
+	moved   *atomic.Bool // if set, set once anything is queued
+}
+
+func (s sink) put(ctx context.Context, it emit.Item) error {
+	err := s.q.Put(ctx, it)
+	if err == nil && s.moved != nil {
+		s.moved.Store(true)
+	}
+	return err
 }
 
 func (s sink) Event(ctx context.Context, ev *teleportsrc.Event, after cursor.Mark) error {
@@ -290,20 +300,20 @@ func (s sink) Event(ctx context.Context, ev *teleportsrc.Event, after cursor.Mar
 		// loses the rest of its chunk. This one can never succeed, so move on.
 		s.x.stats.Errors.Add(1)
 		s.x.log.Errorf("skipping event %s (%s): its body from Teleport is not valid protobuf: %v", ev.ID, ev.Type, err)
-		return s.q.Put(ctx, emit.Item{Mark: after, Seen: seen})
+		return s.put(ctx, emit.Item{Mark: after, Seen: seen})
 	}
 	it := emit.Item{Rec: out, Mark: after, Seen: seen, Session: s.session}
 	if !s.session {
 		it.Time = ev.Seconds
 	}
-	return s.q.Put(ctx, it)
+	return s.put(ctx, it)
 }
 
 func (s sink) Progress(ctx context.Context, at cursor.Mark) error {
 	if err := s.x.waitRunning(ctx); err != nil {
 		return err
 	}
-	return s.q.Put(ctx, emit.Item{Mark: at})
+	return s.put(ctx, emit.Item{Mark: at})
 }
 
 // index answers from the delivered-event index in the db. It loads a date's

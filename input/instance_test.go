@@ -21,7 +21,10 @@ import (
 	"github.com/fluent-bit-teleport/fluent-bit-teleport/tests/teleportfake"
 )
 
-func init() { retryMin, retryMax = 10*time.Millisecond, 50*time.Millisecond }
+func init() {
+	retryMin, retryMax = 10*time.Millisecond, 50*time.Millisecond
+	pruneEvery = 5 * time.Millisecond // trimming runs all along the tests
+}
 
 type lines struct {
 	mu sync.Mutex
@@ -68,6 +71,11 @@ func newFixture(t *testing.T) *fixture {
 }
 
 func (f *fixture) start(t *testing.T, dial teleportsrc.Dialer, kv ...string) (*Instance, *lines) {
+	l := &lines{}
+	return f.startLogging(t, dial, l, kv...), l
+}
+
+func (f *fixture) startLogging(t *testing.T, dial teleportsrc.Dialer, l Logger, kv ...string) *Instance {
 	g := conf.MapGetter{"addr": "mem:1", "identity_file": f.identity, "db": f.db, "start_time": t0.Format(time.RFC3339), "poll_interval": "100ms"}
 	for i := 0; i < len(kv); i += 2 {
 		g[kv[i]] = kv[i+1]
@@ -79,12 +87,11 @@ func (f *fixture) start(t *testing.T, dial teleportsrc.Dialer, kv ...string) (*I
 			return f.log, nil
 		}
 	}
-	l := &lines{}
 	x, err := New(Options{Config: cfg, Name: "teleport.0", Log: l, Dial: dial, Now: func() time.Time { return f.now }})
 	require.NoError(t, err)
 	x.Start()
 	t.Cleanup(func() { x.Stop(time.Second) })
-	return x, l
+	return x
 }
 
 func (f *fixture) seed(n int, prefix string) []string {
@@ -196,7 +203,10 @@ func TestPauseStopsQueries(t *testing.T) {
 		return len(f.log.Queries()) == n
 	}, 5*time.Second, time.Millisecond)
 	f.log.Add(memlog.Event("after-pause", "user.login", t0.Add(time.Minute)))
-	assert.Empty(t, x.Collect().Records)
+	assert.Never(t, func() bool {
+		queued, _ := x.audit.Len()
+		return queued > 0 || len(f.log.Queries()) != n
+	}, 250*time.Millisecond, 5*time.Millisecond, "the paused fetcher does not fetch after-pause")
 	x.Resume()
 	assert.Equal(t, []string{"after-pause"}, uidsOf(t, take(t, x)))
 }
@@ -254,6 +264,56 @@ func TestStopDoesNotWaitForTheNetwork(t *testing.T) {
 	x.Stop(200 * time.Millisecond)
 	assert.Less(t, time.Since(begin), time.Second)
 	assert.True(t, l.has("did not stop within"), l.l)
+}
+
+// The housekeeping goroutine trims the index by the search's position while
+// the search moves it (run with -race).
+func TestPruningDoesNotRaceTheSearch(t *testing.T) {
+	f := newFixture(t)
+	ids := f.seed(300, "e")
+	x, _ := f.start(t, nil, "batch_max_records", "10", "page_size", "10")
+	assert.Equal(t, ids, takeN(t, x, len(ids), true))
+}
+
+// statusBlocked holds the first status line until released.
+type statusBlocked struct {
+	*lines
+	entered, release chan struct{}
+	once             sync.Once
+}
+
+func (l *statusBlocked) Infof(f string, a ...any) {
+	if strings.HasPrefix(fmt.Sprintf(f, a...), "status:") {
+		l.once.Do(func() { close(l.entered) })
+		<-l.release
+	}
+	l.lines.Infof(f, a...)
+}
+
+// The status loop logs through Fluent Bit, which must not be called once
+// the instance is gone: Stop waits for it like for the fetcher.
+func TestStopWaitsForTheStatusLoop(t *testing.T) {
+	f := newFixture(t)
+	l := &statusBlocked{lines: &lines{}, entered: make(chan struct{}), release: make(chan struct{})}
+	x := f.startLogging(t, nil, l, "status_interval", "10ms")
+	select {
+	case <-l.entered:
+	case <-time.After(10 * time.Second):
+		require.Fail(t, "no status line")
+	}
+	x.Stop(100 * time.Millisecond)
+	assert.True(t, l.has("did not stop within"), "Stop waited for the status loop")
+	select {
+	case <-x.done:
+		assert.Fail(t, "done while the status loop still runs")
+	default:
+	}
+	close(l.release)
+	select {
+	case <-x.done:
+	case <-time.After(10 * time.Second):
+		assert.Fail(t, "the status loop did not end")
+	}
 }
 
 func TestQueueBoundsMemory(t *testing.T) {

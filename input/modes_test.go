@@ -1,7 +1,10 @@
 package input
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -11,6 +14,7 @@ import (
 	"github.com/ugorji/go/codec"
 
 	"github.com/fluent-bit-teleport/fluent-bit-teleport/emit"
+	"github.com/fluent-bit-teleport/fluent-bit-teleport/teleportsrc"
 	"github.com/fluent-bit-teleport/fluent-bit-teleport/teleportsrc/memlog"
 )
 
@@ -33,7 +37,7 @@ func TestAutoModeUsesBulkExportWhereTheClusterHasIt(t *testing.T) {
 	ids := f.seedBatch(250, "b", t0.Add(time.Second))
 	x, l := f.start(t, nil)
 	assert.ElementsMatch(t, ids, takeN(t, x, len(ids), true))
-	assert.Equal(t, "bulk", x.Stats().Mode.Load())
+	assert.Equal(t, "bulk", x.Snapshot().Mode)
 	assert.True(t, l.has("export_mode auto: the cluster supports bulk export, so the plugin uses bulk"))
 	assert.Zero(t, f.log.Calls("SearchEvents"))
 }
@@ -51,10 +55,17 @@ func TestSwitchFromSearchToBulk(t *testing.T) {
 	y, l := f.start(t, nil)
 	rest := takeN(t, y, len(ids)-len(first), true)
 	assert.ElementsMatch(t, ids, append(first, rest...), "nothing twice, nothing lost")
-	assert.Equal(t, "bulk", y.Stats().Mode.Load())
+	assert.Equal(t, "bulk", y.Snapshot().Mode)
 	assert.True(t, l.has("switching from search to bulk export"))
-	more := y.Collect()
-	assert.Empty(t, more.Records)
+	var more []string
+	require.Eventually(t, func() bool {
+		b := y.Collect()
+		more = append(more, uidsOf(t, b)...)
+		y.Commit(b)
+		s := y.Snapshot()
+		return s.CaughtUp && s.QueuedRecords == 0
+	}, 10*time.Second, 5*time.Millisecond, "the bulk export catches up")
+	assert.Empty(t, more, "nothing more once the export has caught up")
 }
 
 // And back: export_mode search on a cluster the bulk export was reading.
@@ -70,7 +81,7 @@ func TestSwitchFromBulkToSearch(t *testing.T) {
 	y, l := f.start(t, nil, "export_mode", "search")
 	assert.Equal(t, newer, takeN(t, y, len(newer), true), "only what the bulk export did not hand over")
 	assert.True(t, l.has("switching from bulk export to search"))
-	assert.Equal(t, "search", y.Stats().Mode.Load())
+	assert.Equal(t, "search", y.Snapshot().Mode)
 }
 
 func TestExportModeBulkOnAClusterWithoutIt(t *testing.T) {
@@ -159,8 +170,10 @@ func TestStartAfterUID(t *testing.T) {
 			// Only the first start finds the event; later starts keep to
 			// the saved position.
 			x.Stop(time.Second)
-			y, _ := f.start(t, nil, "export_mode", mode, "start_time", startTime, "start_after_uid", "s2")
+			// Added before the start: the bulk export lists chunks again
+			// only after bulkPollMin.
 			f.log.Add(memlog.Event("later", "user.login", second.Add(3*time.Second)))
+			y, _ := f.start(t, nil, "export_mode", mode, "start_time", startTime, "start_after_uid", "s2")
 			assert.Equal(t, []string{"later"}, takeN(t, y, 1, true))
 		})
 	}
@@ -171,4 +184,38 @@ func TestStartAfterUIDNotFound(t *testing.T) {
 	f.log.Add(memlog.Event("a", "user.login", t0.Add(time.Minute)))
 	_, l := f.start(t, nil, "start_time", t0.Add(time.Minute).Format(time.RFC3339), "start_after_uid", "nope")
 	require.Eventually(t, func() bool { return l.has("start_after_uid: no event nope between ") }, 10*time.Second, 10*time.Millisecond)
+}
+
+// exportDenied lists chunks but fails to export any, as for a role without
+// the rights to read them.
+type exportDenied struct{ *memlog.Log }
+
+func (exportDenied) ExportEvents(context.Context, time.Time, string, string, func(*teleportsrc.Event, string) error) error {
+	return errors.New("access denied to perform action \"list\" on \"event\"")
+}
+
+// A bulk export that fails right after connecting backs off like any other
+// failure instead of reconnecting at the shortest delay forever.
+func TestBulkFailuresBackOff(t *testing.T) {
+	f := newFixture(t)
+	f.log.Bulk = true
+	f.seedBatch(10, "e", t0.Add(time.Second))
+	var mu sync.Mutex
+	var dials []time.Time
+	dial := func(context.Context, string, *teleportsrc.Credentials, time.Duration) (teleportsrc.Client, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		dials = append(dials, time.Now())
+		return exportDenied{f.log}, nil
+	}
+	f.start(t, dial, "export_mode", "bulk")
+	const n = 8
+	require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(dials) >= n }, 10*time.Second, time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	// Delays of retryMin, 2×, 4×, then retryMax (±20%): from the fifth dial
+	// on, dials are at least 0.8×retryMax apart.
+	for i := 5; i < n; i++ {
+		assert.GreaterOrEqual(t, dials[i].Sub(dials[i-1]), retryMax*8/10, "dial %d", i+1)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fluent-bit-teleport/fluent-bit-teleport/conf"
@@ -14,12 +15,15 @@ import (
 
 const (
 	credentialCheck = 5 * time.Second  // how often identity files are checked for renewal
-	pruneEvery      = 10 * time.Minute // how often the delivered-event index is trimmed
 	bulkRevisit     = 2                // dates behind today re-listed for late chunks
 	bulkPollMin     = 15 * time.Second // chunk lists are re-read at most this often
 	sessionGiveUp   = 48 * time.Hour
 	sessionKeep     = 72 * time.Hour
 )
+
+// pruneEvery is how often the delivered-event index is trimmed (a variable
+// so tests can trim often).
+var pruneEvery = 10 * time.Minute
 
 // readers is what the instance built once it knew the cluster: they outlive
 // connections, so a reconnect resumes where they stood.
@@ -28,17 +32,38 @@ type readers struct {
 	search   *teleportsrc.Search
 	bulk     *teleportsrc.Bulk
 	sessions *teleportsrc.Sessions
+
+	// What the search publishes after each step, for other goroutines (the
+	// search itself is not safe for concurrent use): its position's From
+	// (unix seconds) and whether it has caught up with now.
+	searchFrom atomic.Int64
+	searchIdle atomic.Bool
+}
+
+// caughtUp reports whether the audit reader has read up to now.
+func (r *readers) caughtUp() bool {
+	if r.bulk != nil {
+		return r.bulk.CaughtUp()
+	}
+	return r.searchIdle.Load()
+}
+
+// mode is the export mode the readers were built for.
+func (r *readers) mode() string {
+	if r.bulk != nil {
+		return conf.ModeBulk
+	}
+	return conf.ModeSearch
 }
 
 func (x *Instance) run(ctx context.Context) {
 	creds := teleportsrc.NewCredentials(x.cfg)
 	retry := teleportsrc.Backoff{Min: retryMin, Max: retryMax}
-	var r *readers
 	for ctx.Err() == nil {
 		if x.waitRunning(ctx) != nil {
 			return
 		}
-		err := x.connection(ctx, creds, &r, &retry)
+		err := x.connection(ctx, creds, &retry)
 		x.stats.Connected.Store(false)
 		if ctx.Err() != nil {
 			return
@@ -54,7 +79,7 @@ func (x *Instance) run(ctx context.Context) {
 }
 
 // connection connects once and exports until an error.
-func (x *Instance) connection(ctx context.Context, creds *teleportsrc.Credentials, r **readers, retry *teleportsrc.Backoff) error {
+func (x *Instance) connection(ctx context.Context, creds *teleportsrc.Credentials, retry *teleportsrc.Backoff) error {
 	if err := x.loadCredentials(creds); err != nil {
 		return err
 	}
@@ -70,16 +95,16 @@ func (x *Instance) connection(ctx context.Context, creds *teleportsrc.Credential
 	if err != nil {
 		return errors.New("cannot reach the Auth Service: " + teleportsrc.Explain(err, x.cfg.Addr, creds.Describe()))
 	}
-	if *r == nil {
+	r := x.readers.Load() // stored here only, once
+	if r == nil {
 		built, err := x.prepare(ctx, clt, ping.ClusterName)
 		if err != nil {
 			return err
 		}
-		*r = built
-		x.readers.Store(built)
-		x.stats.Cluster.Store(ping.ClusterName)
-	} else if (*r).cluster != ping.ClusterName {
-		return fmt.Errorf("connected to cluster %q, but this input exports %q: restart Fluent Bit after changing clusters", ping.ClusterName, (*r).cluster)
+		r = built
+		x.readers.Store(r)
+	} else if r.cluster != ping.ClusterName {
+		return fmt.Errorf("connected to cluster %q, but this input exports %q: restart Fluent Bit after changing clusters", ping.ClusterName, r.cluster)
 	}
 	x.stats.Connected.Store(true)
 	x.log.Infof("connected to Teleport cluster %q (version %s) at %s with %s", ping.ClusterName, ping.ServerVersion, x.cfg.Addr, creds.Describe())
@@ -93,16 +118,16 @@ func (x *Instance) connection(ctx context.Context, creds *teleportsrc.Credential
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		x.housekeeping(ctx, creds, *r)
+		x.housekeeping(ctx, creds, r)
 	}()
-	if s := (*r).sessions; s != nil {
+	if s := r.sessions; s != nil {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			_ = s.Run(ctx, clt, sink{x: x, q: x.sessions, session: true})
 		}()
 	}
-	err = x.readAudit(ctx, clt, *r, retry)
+	err = x.readAudit(ctx, clt, r, retry)
 	if ctx.Err() != nil && err != nil {
 		return ctx.Err()
 	}
@@ -113,32 +138,28 @@ func (x *Instance) connection(ctx context.Context, creds *teleportsrc.Credential
 func (x *Instance) readAudit(ctx context.Context, clt teleportsrc.Client, r *readers, retry *teleportsrc.Backoff) error {
 	out := sink{x: x, q: x.audit}
 	if r.bulk != nil {
-		retry.Reset()
-		ctx, cancel := context.WithCancel(ctx)
-		defer cancel()
-		go func() { // mirror the bulk export's state for the metrics
-			t := time.NewTicker(time.Second)
-			defer t.Stop()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case <-t.C:
-					x.stats.CaughtUp.Store(r.bulk.CaughtUp())
-				}
-			}
-		}()
-		return r.bulk.Run(ctx, clt, out)
+		// The backoff starts over only after an export that got somewhere
+		// or lasted: one that fails right after connecting (access denied,
+		// a failing chunk) must not reconnect at the shortest delay forever.
+		var moved atomic.Bool
+		out.moved = &moved
+		began := time.Now()
+		err := r.bulk.Run(ctx, clt, out)
+		if moved.Load() || time.Since(began) >= retryMax {
+			retry.Reset()
+		}
+		return err
 	}
 	for {
 		if err := x.waitRunning(ctx); err != nil {
 			return err
 		}
 		idle, err := r.search.Step(ctx, clt, out)
+		r.searchFrom.Store(r.search.Position().From)
 		if err != nil {
 			return err
 		}
-		x.stats.CaughtUp.Store(idle)
+		r.searchIdle.Store(idle)
 		retry.Reset()
 		if idle {
 			if err := teleportsrc.Sleep(ctx, x.cfg.PollInterval); err != nil {
@@ -180,7 +201,7 @@ func (x *Instance) pruneIndex(r *readers) {
 	if r.bulk != nil {
 		before = r.bulk.OldestOpenDate()
 	} else {
-		oldest := r.search.Position().FromTime().Add(-2*x.cfg.SettlePeriod - 24*time.Hour)
+		oldest := time.Unix(r.searchFrom.Load(), 0).UTC().Add(-2*x.cfg.SettlePeriod - 24*time.Hour)
 		before = oldest.Format(time.DateOnly)
 	}
 	n, err := sp.PruneSeen(before)
@@ -267,6 +288,7 @@ func (x *Instance) prepare(ctx context.Context, clt teleportsrc.Client, cluster 
 			Window: x.cfg.WindowSize, PageSize: x.cfg.PageSize, Types: types, Skip: skip,
 			Settle: x.cfg.SettlePeriod, Index: idx, Watch: watch, Logf: x.log.Infof, Warnf: x.log.Warnf,
 		}, pos, x.now)
+		r.searchFrom.Store(pos.From)
 	case conf.ModeBulk:
 		after, bulkState, err := x.bulkStart(sp, st)
 		if err != nil {
@@ -281,7 +303,6 @@ func (x *Instance) prepare(ctx context.Context, clt teleportsrc.Client, cluster 
 	if err := sp.Set(modeKey, []byte(mode)); err != nil {
 		return nil, fmt.Errorf("writing db %s: %w", x.cfg.DB, err)
 	}
-	x.stats.Mode.Store(mode)
 	x.space.Store(sp)
 	return r, nil
 }

@@ -20,15 +20,12 @@ func (x *Instance) Snapshot() metrics.Snapshot {
 		Input:         x.name,
 		Connected:     x.stats.Connected.Load(),
 		Paused:        x.Paused(),
-		CaughtUp:      x.stats.CaughtUp.Load(),
 		AuditEvents:   x.stats.Records.Load() - x.stats.SessionRecords.Load(),
 		SessionEvents: x.stats.SessionRecords.Load(),
 		Bytes:         x.stats.Bytes.Load(),
 		Retries:       x.stats.Retries.Load(),
 		Errors:        x.stats.Errors.Load(),
 	}
-	s.Cluster, _ = x.stats.Cluster.Load().(string)
-	s.Mode, _ = x.stats.Mode.Load().(string)
 	if sec := x.stats.NewestSecond.Load(); sec > 0 {
 		s.NewestEvent = time.Unix(sec, 0)
 	}
@@ -39,6 +36,7 @@ func (x *Instance) Snapshot() metrics.Snapshot {
 	sessions, _ := x.sessions.Len()
 	s.QueuedRecords = audit + sessions
 	if r := x.readers.Load(); r != nil {
+		s.Cluster, s.Mode, s.CaughtUp = r.cluster, r.mode(), r.caughtUp()
 		if r.search != nil {
 			s.LateEvents = r.search.Stats.Late.Load()
 			s.OversizedSkipped = r.search.Stats.Oversized.Load()

@@ -5,7 +5,6 @@ package metrics
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -53,14 +52,14 @@ type Source func() Snapshot
 
 var (
 	mu      sync.Mutex
-	sources = map[*Source]bool{}
-	servers = map[string]*server{}
+	servers = map[string]*server{} // by listen address
 )
 
+// server is one endpoint and the inputs it reports; mu guards sources.
 type server struct {
-	srv  *http.Server
-	refs int
-	done chan struct{}
+	srv     *http.Server
+	sources map[*Source]bool
+	done    chan struct{}
 }
 
 // Register adds an input to the endpoint at listen (host:port), starting it
@@ -75,27 +74,26 @@ func Register(listen string, src Source) (func(), error) {
 		if err != nil {
 			return nil, fmt.Errorf("metrics_listen %s: %w", listen, err)
 		}
+		s = &server{sources: map[*Source]bool{}, done: make(chan struct{})}
 		reg := prometheus.NewRegistry()
-		reg.MustRegister(collector{})
+		reg.MustRegister(collector{s})
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-		s = &server{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, done: make(chan struct{})}
+		s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		go func() {
 			defer close(s.done)
 			_ = s.srv.Serve(l)
 		}()
 		servers[listen] = s
 	}
-	s.refs++
 	p := &src
-	sources[p] = true
+	s.sources[p] = true
 	var once sync.Once
 	return func() {
 		once.Do(func() {
 			mu.Lock()
-			delete(sources, p)
-			s.refs--
-			last := s.refs == 0
+			delete(s.sources, p)
+			last := len(s.sources) == 0
 			if last {
 				delete(servers, listen)
 			}
@@ -103,10 +101,8 @@ func Register(listen string, src Source) (func(), error) {
 			if last {
 				ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 				defer cancel()
-				if err := s.srv.Shutdown(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
-					_ = s.srv.Close()
-				}
-				_ = s.srv.Close()
+				_ = s.srv.Shutdown(ctx)
+				_ = s.srv.Close() // whatever Shutdown left
 				<-s.done
 			}
 		})
@@ -135,7 +131,8 @@ var (
 	dSessDone  = desc("sessions_total", "Session recordings finished, by outcome.", "outcome")
 )
 
-type collector struct{}
+// collector reports the inputs of one server.
+type collector struct{ s *server }
 
 func (collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{dInfo, dEvents, dBytes, dLag, dNewest, dConnected, dPaused, dRetries, dErrors,
@@ -144,10 +141,10 @@ func (collector) Describe(ch chan<- *prometheus.Desc) {
 	}
 }
 
-func (collector) Collect(ch chan<- prometheus.Metric) {
+func (c collector) Collect(ch chan<- prometheus.Metric) {
 	mu.Lock()
-	srcs := make([]Source, 0, len(sources))
-	for p := range sources {
+	srcs := make([]Source, 0, len(c.s.sources))
+	for p := range c.s.sources {
 		srcs = append(srcs, *p)
 	}
 	mu.Unlock()

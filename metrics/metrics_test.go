@@ -76,3 +76,21 @@ func TestLag(t *testing.T) {
 	assert.Equal(t, time.Minute, Snapshot{NewestEvent: now.Add(-time.Minute)}.Lag(now))
 	assert.Zero(t, Snapshot{}.Lag(now))
 }
+
+func TestEachEndpointReportsItsOwnInputs(t *testing.T) {
+	addrA := testenv.FreeAddr(t)
+	a, err := Register(addrA, func() Snapshot { return Snapshot{Input: "a", Cluster: "one"} })
+	require.NoError(t, err)
+	defer a()
+	addrB := testenv.FreeAddr(t)
+	b, err := Register(addrB, func() Snapshot { return Snapshot{Input: "b", Cluster: "two"} })
+	require.NoError(t, err)
+	defer b()
+
+	body := testenv.Scrape(t, addrA)
+	assert.Contains(t, body, `input="a"`)
+	assert.NotContains(t, body, `input="b"`)
+	body = testenv.Scrape(t, addrB)
+	assert.Contains(t, body, `input="b"`)
+	assert.NotContains(t, body, `input="a"`)
+}

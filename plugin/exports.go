@@ -186,7 +186,7 @@ func stop(in *instance) {
 	}
 	in.pending = nil
 	in.mu.Unlock()
-	in.log.flush()
+	in.log.close()
 	unregister(in)
 }
 

@@ -25,10 +25,17 @@ import (
 // goes straight to stderr. So lines from the fetcher goroutines wait in a
 // short queue that the instance's callbacks flush on their thread, and are
 // printed directly only if the callbacks have stopped coming (paused input).
+//
+// Goroutines can outlive the instance (a fetcher stuck on the network past
+// Stop's timeout), so once closed the logger no longer calls Fluent Bit.
 type flbLogger struct {
 	api, ins unsafe.Pointer
 	prefix   string
 	tid      int
+
+	// closeMu is held for reading while a line goes into Fluent Bit.
+	closeMu sync.RWMutex
+	closed  bool
 
 	mu        sync.Mutex
 	pending   []pendingLine
@@ -55,6 +62,17 @@ func (l *flbLogger) Infof(f string, a ...any)  { l.logf(C.TP_LOG_INFO, f, a...) 
 func (l *flbLogger) Debugf(f string, a ...any) { l.logf(C.TP_LOG_DEBUG, f, a...) }
 
 func (l *flbLogger) logf(level C.int, format string, args ...any) {
+	l.closeMu.RLock()
+	defer l.closeMu.RUnlock()
+	if l.closed {
+		switch level {
+		case C.TP_LOG_ERROR:
+			fmt.Fprintf(os.Stderr, "[error] %s%s\n", l.prefix, fmt.Sprintf(format, args...))
+		case C.TP_LOG_WARN:
+			fmt.Fprintf(os.Stderr, "[warn] %s%s\n", l.prefix, fmt.Sprintf(format, args...))
+		}
+		return
+	}
 	if C.tp_log_check(l.api, l.ins, level) == 0 {
 		return
 	}
@@ -93,17 +111,18 @@ func (l *flbLogger) print(level C.int, msg string) {
 	C.free(unsafe.Pointer(cs))
 }
 
-// stderrLogger is for the rare lines that belong to no instance.
-type stderrLogger struct{}
-
-func (stderrLogger) Errorf(f string, a ...any) {
-	fmt.Fprintf(os.Stderr, "[error] [teleport] "+f+"\n", a...)
+// close prints the queued lines and detaches the logger from Fluent Bit:
+// later warnings and errors go to stderr, other lines nowhere. Call it on
+// the instance's thread before Fluent Bit frees the instance; it waits for
+// lines being printed by other goroutines.
+func (l *flbLogger) close() {
+	l.closeMu.Lock()
+	defer l.closeMu.Unlock()
+	if !l.closed {
+		l.flush()
+		l.closed = true
+	}
 }
-func (stderrLogger) Warnf(f string, a ...any) {
-	fmt.Fprintf(os.Stderr, "[warn] [teleport] "+f+"\n", a...)
-}
-func (stderrLogger) Infof(string, ...any)  {}
-func (stderrLogger) Debugf(string, ...any) {}
 
 // The Teleport API client logs through log/slog; its INFO lines (dial
 // attempts) would interleave with Fluent Bit's output, so keep warnings and
