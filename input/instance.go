@@ -73,7 +73,8 @@ type Instance struct {
 	paused  bool
 	resumed chan struct{} // closed on Resume
 
-	stats Stats
+	stats        Stats
+	expiryWarned atomic.Int64 // the identity expiry last warned about (unix seconds)
 }
 
 // Stats are the instance's counters, safe to read from any goroutine.

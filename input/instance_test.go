@@ -40,15 +40,17 @@ func (l *lines) Errorf(f string, a ...any) { l.add("error", f, a...) }
 func (l *lines) Warnf(f string, a ...any)  { l.add("warn", f, a...) }
 func (l *lines) Infof(f string, a ...any)  { l.add("info", f, a...) }
 func (l *lines) Debugf(f string, a ...any) { l.add("debug", f, a...) }
-func (l *lines) has(s string) bool {
+func (l *lines) has(s string) bool         { return l.count(s) > 0 }
+func (l *lines) count(s string) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	n := 0
 	for _, x := range l.l {
 		if strings.Contains(x, s) {
-			return true
+			n++
 		}
 	}
-	return false
+	return n
 }
 
 var t0 = time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)
@@ -226,6 +228,23 @@ func TestNothingIsHandedOverWhilePaused(t *testing.T) {
 	x.Commit(b)
 	x.Resume()
 	assert.Equal(t, ids, uidsOf(t, take(t, x)))
+}
+
+// An identity that is not renewed is warned about once, 15 minutes before
+// it expires, whatever status_interval says.
+func TestWarnsOnceBeforeTheIdentityExpires(t *testing.T) {
+	f := newFixture(t)
+	srv, err := teleportfake.Start(teleportfake.Config{})
+	require.NoError(t, err)
+	t.Cleanup(srv.Close)
+	expiry := time.Now().Add(time.Hour).Truncate(time.Second)
+	require.NoError(t, srv.WriteIdentityFile(f.identity, teleportfake.IdentityOptions{NotAfter: expiry}))
+	f.now = expiry.Add(-10 * time.Minute)
+	x, l := f.start(t, nil, "status_interval", "0")
+	warning := "warn identity file " + f.identity + " expires at " + expiry.UTC().Format(time.RFC3339) + " (in 10m0s) and has not been renewed"
+	require.Eventually(t, func() bool { return l.has(warning) }, 5*time.Second, 5*time.Millisecond)
+	require.NoError(t, x.loadCredentials(teleportsrc.NewCredentials(x.cfg))) // as the 5 s check does
+	assert.Equal(t, 1, l.count(warning), "once")
 }
 
 func TestRetriesAndReportsConnectionErrors(t *testing.T) {

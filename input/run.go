@@ -19,6 +19,7 @@ const (
 	bulkPollMin     = 15 * time.Second // chunk lists are re-read at most this often
 	sessionGiveUp   = 48 * time.Hour
 	sessionKeep     = 72 * time.Hour
+	expiryWarning   = 15 * time.Minute // an identity this close to expiry is not being renewed
 )
 
 // pruneEvery is how often the delivered-event index is trimmed (a variable
@@ -223,11 +224,18 @@ func (x *Instance) loadCredentials(creds *teleportsrc.Credentials) error {
 	if warning != "" {
 		x.log.Warnf("%s", warning)
 	}
+	exp, ok := creds.Expiry()
+	if !ok {
+		return nil
+	}
 	if loaded {
-		if exp, ok := creds.Expiry(); ok {
-			x.stats.IdentityExpiry.Store(exp.Unix())
-			x.log.Infof("loaded %s (valid until %s)", creds.Describe(), exp.UTC().Format(time.RFC3339))
-		}
+		x.stats.IdentityExpiry.Store(exp.Unix())
+		x.log.Infof("loaded %s (valid until %s)", creds.Describe(), exp.UTC().Format(time.RFC3339))
+	}
+	// Once per identity: tbot renews long before this.
+	if left := exp.Sub(x.now()); left > 0 && left < expiryWarning && x.expiryWarned.Swap(exp.Unix()) != exp.Unix() {
+		x.log.Warnf("%s expires at %s (in %s) and has not been renewed: check tbot, or issue a new one with `tctl auth sign`",
+			creds.Describe(), exp.UTC().Format(time.RFC3339), left.Round(time.Second))
 	}
 	return nil
 }

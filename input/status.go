@@ -9,10 +9,6 @@ import (
 	"github.com/fluent-bit-teleport/fluent-bit-teleport/metrics"
 )
 
-// expiryWarning: an identity this close to expiry is not being renewed
-// (tbot renews long before).
-const expiryWarning = 15 * time.Minute
-
 // Snapshot reports the instance's state for the metrics endpoint and the
 // status line.
 func (x *Instance) Snapshot() metrics.Snapshot {
@@ -63,10 +59,6 @@ func (x *Instance) statusLoop(ctx context.Context, interval time.Duration) {
 		}
 		now := x.Snapshot()
 		x.log.Infof("%s", statusLine(prev, now, interval, x.now()))
-		if exp := now.IdentityExpiry; !exp.IsZero() && exp.Sub(x.now()) < expiryWarning {
-			x.log.Warnf("the identity expires at %s (in %s) and has not been renewed: check tbot, or issue a new one with `tctl auth sign`",
-				exp.UTC().Format(time.RFC3339), exp.Sub(x.now()).Round(time.Second))
-		}
 		prev = now
 	}
 }
