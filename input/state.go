@@ -160,15 +160,7 @@ func (x *Instance) bulkStart(sp *cursor.Space, st state) (*teleportsrc.SearchPos
 	if st.mode != conf.ModeSearch || st.search == nil {
 		return nil, st.bulk, nil
 	}
-	var stale []cursor.Mark
-	err := sp.Scan("bulk/", func(key string, _ []byte) error {
-		stale = append(stale, cursor.Delete(key))
-		return nil
-	})
-	if err == nil {
-		err = sp.Commit(stale, nil)
-	}
-	if err != nil {
+	if err := sp.Commit(st.bulk.Clear(), nil); err != nil {
 		return nil, st.bulk, fmt.Errorf("writing db %s: %w", x.cfg.DB, err)
 	}
 	x.log.Infof("switching from search to bulk export at %s: the export starts on that UTC date and leaves out what the search already handed over",

@@ -63,6 +63,21 @@ type BulkState struct {
 	Chunks    map[string]map[string]ChunkPosition // date → chunk → position
 }
 
+// Clear returns the marks that delete this state from its key space, for a
+// bulk export that starts over (after search ran).
+func (st BulkState) Clear() []cursor.Mark {
+	var marks []cursor.Mark
+	for date := range st.DoneDates {
+		marks = append(marks, cursor.Delete(dateDone(date).Key()))
+	}
+	for _, chunks := range st.Chunks {
+		for _, p := range chunks {
+			marks = append(marks, cursor.Delete(p.Key()))
+		}
+	}
+	return marks
+}
+
 // LoadBulkState reads the saved state from a key space.
 func LoadBulkState(sp *cursor.Space) (BulkState, error) {
 	st := BulkState{DoneDates: map[string]bool{}, Chunks: map[string]map[string]ChunkPosition{}}

@@ -104,6 +104,26 @@ func TestBulkExportsEveryChunkOnceAndFinishesOldDates(t *testing.T) {
 	}
 }
 
+// Clear deletes every saved date and chunk position, so that a bulk export
+// that starts over (after search ran) resumes nothing stale.
+func TestBulkStateClear(t *testing.T) {
+	now := time.Date(2026, 5, 10, 12, 0, 0, 0, time.UTC)
+	m, _ := bulkLog(4, 30, now)
+	sp := space(t)
+	b := teleportsrc.NewBulk(teleportsrc.BulkConfig{Start: now.Add(-5 * 24 * time.Hour), Concurrency: 3, Revisit: 2, Poll: time.Hour}, teleportsrc.BulkState{}, func() time.Time { return now })
+	require.NoError(t, b.Pass(context.Background(), m, &committing{sp: sp}))
+	st, err := teleportsrc.LoadBulkState(sp)
+	require.NoError(t, err)
+	require.NotEmpty(t, st.DoneDates)
+	require.NotEmpty(t, st.Chunks)
+
+	require.NoError(t, sp.Commit(st.Clear(), nil))
+	st, err = teleportsrc.LoadBulkState(sp)
+	require.NoError(t, err)
+	assert.Empty(t, st.DoneDates)
+	assert.Empty(t, st.Chunks)
+}
+
 func TestBulkResumesFromChunkCursorsAndFindsLateChunks(t *testing.T) {
 	now := time.Date(2026, 5, 10, 12, 0, 0, 0, time.UTC)
 	m, ids := bulkLog(3, 40, now)
