@@ -16,11 +16,13 @@ $(PLUGIN): $(SOURCES)
 
 # Everything CI runs: vet, unit tests, the plugin .so under the test host,
 # and the real-fluent-bit end-to-end tests (they say plainly when they skip:
-# set FLUENT_BIT=/path/to/fluent-bit to run them).
+# set FLUENT_BIT=/path/to/fluent-bit to run them; the systemd unit check
+# needs systemd-analyze).
 test: $(PLUGIN)
 	$(GO) vet ./...
-	@if [ -z "$$FLUENT_BIT" ]; then echo "NOTE: FLUENT_BIT is not set: the end-to-end tests with a real fluent-bit (tests/e2e) are SKIPPED"; \
+	@if [ -z "$$FLUENT_BIT" ]; then echo "NOTE: FLUENT_BIT is not set: the tests with a real fluent-bit (tests/e2e, and docker/manifests' configuration check) are SKIPPED"; \
 	 else echo "end-to-end tests use FLUENT_BIT=$$FLUENT_BIT"; fi
+	@command -v systemd-analyze >/dev/null 2>&1 || echo "NOTE: systemd-analyze is not on PATH: the systemd unit check (conf/systemd_test.go) is SKIPPED"
 	TELEPORT_PLUGIN_SO=$(abspath $(PLUGIN)) $(GO) test -count=1 -timeout 20m ./...
 	cd docker/manifests && $(GO) vet ./... && TELEPORT_PLUGIN_SO=$(abspath $(PLUGIN)) $(GO) test -count=1 -timeout 10m ./...
 

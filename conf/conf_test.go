@@ -173,13 +173,32 @@ func TestKeysAndDefaultsAgree(t *testing.T) {
 	}
 }
 
-func TestSummaryHasNoSecrets(t *testing.T) {
-	c, err := Parse(base())
+// The summary logged at start-up names the credential files and never
+// holds what is in them.
+func TestSummaryNamesCredentialFilesNotTheirContents(t *testing.T) {
+	dir := t.TempDir()
+	file := func(name, marker string) string {
+		p := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(p, []byte("-----BEGIN PRIVATE KEY-----\n"+marker+"\n-----END PRIVATE KEY-----\n"), 0o600))
+		return p
+	}
+	id := file("identity", "SECRET-IDENTITY-MARKER")
+	c, err := Parse(with("identity_file", id))
 	require.NoError(t, err)
 	s := c.Summary()
-	assert.Contains(t, s, "identity_file=/var/run/tbot/identity")
+	assert.Contains(t, s, "identity_file="+id)
 	assert.Contains(t, s, "start_time=now")
 	assert.Contains(t, s, "skip_event_types=none")
+	assert.NotContains(t, s, "SECRET-IDENTITY-MARKER")
+	assert.NotContains(t, s, "PRIVATE KEY")
+
+	cert, key, ca := file("c.pem", "SECRET-CERT-MARKER"), file("k.pem", "SECRET-KEY-MARKER"), file("ca.pem", "SECRET-CA-MARKER")
+	c, err = Parse(MapGetter{"addr": "teleport.example.com:443", "db": "/var/lib/fb/teleport", "cert_file": cert, "key_file": key, "ca_file": ca})
+	require.NoError(t, err)
+	s = c.Summary()
+	assert.Contains(t, s, "cert_file="+cert+" key_file="+key+" ca_file="+ca)
+	assert.NotContains(t, s, "SECRET-")
+	assert.NotContains(t, s, "PRIVATE KEY")
 }
 
 func TestIdentityPermissionWarning(t *testing.T) {

@@ -36,13 +36,9 @@ func BenchmarkRealFluentBitBackfill(b *testing.B) {
 		p := startFluentBit(b, bin, "-e", so, "-H", "-P", fmt.Sprint(port), "-f", "1",
 			"-i", "teleport", "-p", "addr="+srv.Addr(), "-p", "identity_file="+id, "-p", "db="+filepath.Join(dir, "db"),
 			"-p", "start_time="+start.Format(time.RFC3339), "-o", "null", "-m", "*")
-		deadline := time.Now().Add(10 * time.Minute)
-		for inputRecords(port) < *backfillEvents {
-			if time.Now().After(deadline) {
-				b.Fatalf("only %d of %d events after 10 minutes", inputRecords(port), *backfillEvents)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		waitUntil(b, p, 10*time.Minute,
+			func() string { return fmt.Sprintf("%d of %d events", inputRecords(port), *backfillEvents) },
+			func() bool { return inputRecords(port) >= *backfillEvents })
 		elapsed := time.Since(begin)
 		cpu, _ := procstat.CPUTime(p.cmd.Process.Pid)
 		hwm, _ := procstat.StatusKB(p.cmd.Process.Pid, "VmHWM")

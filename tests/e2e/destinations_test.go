@@ -261,23 +261,6 @@ func runEnv(t *testing.T, so string, s *scenario, dir string, ca *testCA, rc *re
 	return e
 }
 
-// waitUntil polls cond until it holds, failing after timeout or if
-// fluent-bit exits.
-func waitUntil(t *testing.T, p *proc, timeout time.Duration, what func() string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %s", timeout, what())
-		}
-		select {
-		case <-p.done:
-			t.Fatalf("fluent-bit exited early: %s\n%s", what(), p.output())
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
-
 // delivery is one run of a destination example through the real
 // fluent-bit to a local receiver.
 type delivery struct {

@@ -109,11 +109,7 @@ pipeline:
 	p = startFluentBit(t, bin, "-e", so, "-i", "teleport", "-t", "teleport.cli",
 		"-p", "addr="+c.srv.Addr(), "-p", "identity_file="+c.identity, "-p", "db="+filepath.Join(dir, "db-cli"),
 		"-p", "start_time="+start.Format(time.RFC3339), "-o", "stdout", "-p", "format=json_lines", "-m", "*", "-f", "1")
-	deadline := time.Now().Add(time.Minute)
-	for strings.Count(p.output(), `"uid":`) < len(ids) {
-		require.False(t, time.Now().After(deadline), "stdout has %d of %d events", strings.Count(p.output(), `"uid":`), len(ids))
-		time.Sleep(100 * time.Millisecond)
-	}
+	waitOutput(t, p, `"uid":`, len(ids), time.Minute)
 	p.stop(t, 10*time.Second)
 	for _, id := range ids {
 		require.Equal(t, 1, strings.Count(p.output(), `"uid":"`+id+`"`), id)
@@ -156,12 +152,8 @@ func TestHotReloadWithRealFluentBit(t *testing.T) {
 	waitLines(t, p, filepath.Join(out, "teleport.reload"), len(ids), time.Minute)
 	for i := 1; i <= 2; i++ {
 		require.NoError(t, p.cmd.Process.Signal(syscall.SIGHUP))
-		deadline := time.Now().Add(30 * time.Second)
 		// Each Init logs its settings: one more line per reload.
-		for strings.Count(p.output(), "[input:teleport:reload] settings:") < i+1 {
-			require.False(t, time.Now().After(deadline), "no reload %d:\n%s", i, p.output())
-			time.Sleep(50 * time.Millisecond)
-		}
+		waitOutput(t, p, "[input:teleport:reload] settings:", i+1, 30*time.Second)
 		more := testenv.Seed(c.srv, int64(10+i), 20, time.Now(), time.Millisecond)
 		ids = append(ids, more...)
 		waitLines(t, p, filepath.Join(out, "teleport.reload"), len(ids), time.Minute)

@@ -165,19 +165,42 @@ func requireExactlyOnce(t *testing.T, want, got []string) {
 	require.Len(t, got, len(want), "nothing but the seeded events")
 }
 
-func waitLines(t *testing.T, p *proc, glob string, n int, timeout time.Duration) {
+// waitUntil polls cond every 50 ms until it holds, failing after timeout
+// or as soon as fluent-bit exits; what says how far it got.
+func waitUntil(t testing.TB, p *proc, timeout time.Duration, what func() string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
-	for len(uidsIn(t, glob)) < n {
+	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("only %d of %d events in %s after %s", len(uidsIn(t, glob)), n, glob, timeout)
+			t.Fatalf("after %s: %s", timeout, what())
 		}
 		select {
 		case <-p.done:
-			t.Fatalf("fluent-bit exited early:\n%s", p.output())
-		case <-time.After(100 * time.Millisecond):
+			if cond() {
+				return
+			}
+			t.Fatalf("fluent-bit exited early: %s\n%s", what(), p.output())
+		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// waitLines waits until the files matching glob hold n events.
+func waitLines(t *testing.T, p *proc, glob string, n int, timeout time.Duration) {
+	t.Helper()
+	waitUntil(t, p, timeout,
+		func() string { return fmt.Sprintf("%d of %d events in %s", len(uidsIn(t, glob)), n, glob) },
+		func() bool { return len(uidsIn(t, glob)) >= n })
+}
+
+// waitOutput waits until fluent-bit's output holds fragment n times.
+func waitOutput(t *testing.T, p *proc, fragment string, n int, timeout time.Duration) {
+	t.Helper()
+	waitUntil(t, p, timeout,
+		func() string {
+			return fmt.Sprintf("%d of %d %q in the output", strings.Count(p.output(), fragment), n, fragment)
+		},
+		func() bool { return strings.Count(p.output(), fragment) >= n })
 }
 
 func classicConfig(so, outDir string, inputs ...string) (plugins, main string) {

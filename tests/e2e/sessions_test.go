@@ -56,11 +56,7 @@ func TestSessionRoutingRecipe(t *testing.T) {
 	for sid, ids := range sessions {
 		waitLines(t, p, filepath.Join(out, "teleport.session."+sid), len(ids), time.Minute)
 	}
-	deadline := time.Now().Add(time.Minute)
-	for strings.Count(p.output(), `"uid":`) < len(audit) {
-		require.False(t, time.Now().After(deadline), "audit events on stdout: %d of %d", strings.Count(p.output(), `"uid":`), len(audit))
-		time.Sleep(100 * time.Millisecond)
-	}
+	waitOutput(t, p, `"uid":`, len(audit), time.Minute)
 	p.stop(t, 10*time.Second)
 
 	for sid, ids := range sessions {

@@ -147,7 +147,7 @@ type Host struct {
 	stdin   io.WriteCloser
 	lines   chan string
 	events  chan string
-	stderr  *syncBuffer
+	stderr  *SyncBuffer
 	exited  chan struct{}
 	waitErr error
 
@@ -158,19 +158,22 @@ type Host struct {
 	regErr error
 }
 
-type syncBuffer struct {
+// SyncBuffer is an io.Writer safe for concurrent use, such as a child
+// process's standard error read while the process runs.
+type SyncBuffer struct {
 	mu sync.Mutex
 	b  []byte
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+func (s *SyncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.b = append(s.b, p...)
 	return len(p), nil
 }
 
-func (s *syncBuffer) String() string {
+// String returns what was written so far.
+func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return string(s.b)
@@ -222,7 +225,7 @@ func Start(t testing.TB, soPath string, opts Options) *Host {
 		opts:   opts,
 		lines:  make(chan string, 16),
 		events: make(chan string, 64),
-		stderr: &syncBuffer{},
+		stderr: &SyncBuffer{},
 		exited: make(chan struct{}),
 	}
 	h.cmd = exec.Command(opts.HostPath, args...)

@@ -65,19 +65,22 @@ func TestUnreachableServerIsRetriedWithoutBlockingFluentBit(t *testing.T) {
 	log := h.Log()
 	assert.True(t, strings.Contains(log, "nothing accepts connections at "+addr) || strings.Contains(log, "no answer from Teleport at "+addr), log)
 
-	// Fluent Bit's thread is never held: collect answers at once.
+	// Fluent Bit's thread is never held: collect does not wait for the
+	// dial_timeout (5 s here) or the retry backoff. The bounds are loose
+	// for loaded machines; tests/bench reports the real latencies.
 	begin := time.Now()
 	_, err := h.Collect(idx, 5)
 	require.NoError(t, err)
-	assert.Less(t, time.Since(begin), time.Second)
+	assert.Less(t, time.Since(begin), 3*time.Second, "5 collects")
 	st, err := h.Stats()
 	require.NoError(t, err)
-	assert.Less(t, st.MaxCollect, 100*time.Millisecond, "no collect callback took 100 ms")
+	assert.Less(t, st.MaxCollect, 500*time.Millisecond, "no collect callback waited on the network")
 
-	// Exit returns promptly while the fetcher is between retries.
+	// Exit returns while the fetcher is between retries, without waiting
+	// them out.
 	q, err := h.Quit()
 	require.NoError(t, err)
-	assert.Less(t, q.Elapsed, time.Second, "shutdown took %s", q.Elapsed)
+	assert.Less(t, q.Elapsed, 3*time.Second, "shutdown took %s", q.Elapsed)
 }
 
 func TestExpiredIdentityIsReportedAtOnce(t *testing.T) {
@@ -141,18 +144,21 @@ func TestRotatedIdentityOnNextConnection(t *testing.T) {
 
 func TestUntrustedCredentialsAreExplained(t *testing.T) {
 	e := newEnv(t, teleportfake.Config{})
-	for name, o := range map[string]teleportfake.IdentityOptions{
-		"client not trusted": {UntrustedClientCA: true},
-		"server not trusted": {WrongServerCA: true},
+	// The same messages teleportsrc/explain_test.go pins against this fake.
+	for name, tc := range map[string]struct {
+		o    teleportfake.IdentityOptions
+		want string
+	}{
+		"client not trusted": {teleportfake.IdentityOptions{UntrustedClientCA: true}, "Teleport at " + e.srv.Addr() + " did not accept the certificate in"},
+		"server not trusted": {teleportfake.IdentityOptions{WrongServerCA: true}, "the server at " + e.srv.Addr() + " is not trusted by the CA in"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			id := testenv.Identity(t, e.srv, o)
+			id := testenv.Identity(t, e.srv, tc.o)
 			h := host(t, flbhost.Options{})
 			initOK(t, h, e.props(time.Now(), "identity_file", id, "dial_timeout", "2s"))
 			logHas(t, h, 20*time.Second, "cannot connect: ")
 			log := h.Log()
-			assert.Contains(t, log, id, "names the file")
-			assert.Regexp(t, "not trusted by the CA in|did not accept the certificate in|no answer from Teleport", log)
+			assert.Contains(t, log, "cannot connect: "+tc.want+" identity file "+id, "names the file")
 		})
 	}
 }
@@ -180,25 +186,38 @@ func TestIdentityReadableByOthersIsWarned(t *testing.T) {
 }
 
 func TestLogLevelAndNoKeyMaterial(t *testing.T) {
-	e := newEnv(t, teleportfake.Config{})
+	// Each instance reads its own cluster, so the fake's calls tell when
+	// teleport.0 has connected although it logs nothing at info.
+	e0 := newEnv(t, teleportfake.Config{ClusterName: "quiet.example.com"})
+	e1 := newEnv(t, teleportfake.Config{ClusterName: "chatty.example.com"})
+	// A warning teleport.0 does log: proof that its lines are flushed.
+	require.NoError(t, os.Chmod(e0.identity, 0o644))
 	h := host(t, flbhost.Options{})
-	props := e.props(time.Now())
-	props["log_level"] = "warn"
-	initOK(t, h, props)
-	props2 := e.props(time.Now(), "db", e.db+"2")
-	idx2 := initOK(t, h, props2)
-	testenv.Eventually(t, 10*time.Second, "both connected", func() bool {
-		h.Collect(idx2, 1)
-		return strings.Count(h.Log(), "connected to Teleport cluster") >= 1
+	i0 := initOK(t, h, e0.props(time.Now(), "log_level", "warn"))
+	i1 := initOK(t, h, e1.props(time.Now()))
+	testenv.Eventually(t, 10*time.Second, "both connected and polling", func() bool {
+		h.Collect(i0, 1)
+		h.Collect(i1, 1)
+		return e0.srv.CallCount(getEvents) >= 1 && e1.srv.CallCount(getEvents) >= 1 &&
+			strings.Contains(h.Log(), "[input:teleport:teleport.1] connected")
 	})
-	log := h.Log()
-	assert.NotContains(t, log, "[input:teleport:teleport.0] connected", "info is below teleport.0's log_level")
-	assert.Contains(t, log, "[input:teleport:teleport.1] connected")
-	key, err := os.ReadFile(e.identity)
+	// The connect lines were queued before the first query: these callbacks
+	// flush whatever teleport.0 queued.
+	_, err := h.Collect(i0, 2)
 	require.NoError(t, err)
-	for _, line := range strings.Split(string(key), "\n") {
-		if len(line) > 20 && !strings.HasPrefix(line, "-----") {
-			assert.NotContains(t, log, line, "no key material in logs")
+	log := h.Log()
+	assert.Contains(t, log, "[input:teleport:teleport.0] credential file "+e0.identity+" is readable by other users", "teleport.0 logs at warn")
+	assert.NotContains(t, log, "[input:teleport:teleport.0] settings:", "info at Init is below teleport.0's log_level")
+	assert.NotContains(t, log, "[input:teleport:teleport.0] connected", "info from the fetcher is below teleport.0's log_level")
+	assert.Contains(t, log, "[input:teleport:teleport.1] settings:")
+	assert.Contains(t, log, `[input:teleport:teleport.1] connected to Teleport cluster "chatty.example.com"`)
+	for _, id := range []string{e0.identity, e1.identity} {
+		key, err := os.ReadFile(id)
+		require.NoError(t, err)
+		for _, line := range strings.Split(string(key), "\n") {
+			if len(line) > 20 && !strings.HasPrefix(line, "-----") {
+				assert.NotContains(t, log, line, "no key material in logs")
+			}
 		}
 	}
 }

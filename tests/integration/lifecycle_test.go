@@ -102,9 +102,11 @@ func TestExitThenInitAgainInTheSameProcess(t *testing.T) {
 	idx := initOK(t, h, e.props(start, "batch_max_records", "300"))
 	_, err := h.Drain(idx, 300, 30*time.Second, 0)
 	require.NoError(t, err, h.Log())
+	// Exit does not wait out a poll, a retry or the dial_timeout. The bound
+	// is loose for loaded machines; tests/bench reports the real latency.
 	begin := time.Now()
 	require.NoError(t, h.Exit(idx))
-	assert.Less(t, time.Since(begin), time.Second, "exit is quick")
+	assert.Less(t, time.Since(begin), 3*time.Second, "exit is quick")
 
 	idx2 := initOK(t, h, e.props(start))
 	_, err = h.Drain(idx2, len(ids)-len(records(t, h)), 30*time.Second, 0)
@@ -130,7 +132,8 @@ func TestHotReloadContinuesWithoutLossOrRepeat(t *testing.T) {
 	for i := 0; i < 2; i++ {
 		r, err := h.Reload()
 		require.NoError(t, err, h.Log())
-		assert.Less(t, r.Elapsed, time.Second, "reload %d took %s", i, r.Elapsed)
+		// Loose for loaded machines; tests/bench reports the real latency.
+		assert.Less(t, r.Elapsed, 3*time.Second, "reload %d took %s", i, r.Elapsed)
 	}
 	var gotA, gotB []string
 	split := func() {

@@ -12,7 +12,6 @@ package integration
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -329,26 +328,9 @@ type realauthd struct {
 	cmd          *exec.Cmd
 	stdin        io.WriteCloser
 	lines        chan string
-	stderr       *lockedBuffer
+	stderr       *flbhost.SyncBuffer
 	exited       chan struct{}
 	mu           sync.Mutex
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 var (
@@ -405,7 +387,7 @@ func startRealauthd(t *testing.T, o realauthdOptions) *realauthd {
 		DataDir:      filepath.Join(dir, "data"),
 		db:           filepath.Join(dir, "db"),
 		lines:        make(chan string, 16),
-		stderr:       &lockedBuffer{},
+		stderr:       &flbhost.SyncBuffer{},
 		exited:       make(chan struct{}),
 	}
 	rt.cmd = exec.Command(bin,

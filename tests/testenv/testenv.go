@@ -8,10 +8,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	apievents "github.com/gravitational/teleport/api/types/events"
 
 	"github.com/fluent-bit-teleport/fluent-bit-teleport/tests/teleportfake"
 )
@@ -93,13 +96,27 @@ func Identity(t testing.TB, s *teleportfake.Server, o teleportfake.IdentityOptio
 	return p
 }
 
-// Seed appends n generated events spread from start by step and returns them.
+// Seed appends n generated events spread from start by step and returns
+// their ids.
 func Seed(s *teleportfake.Server, seed int64, n int, start time.Time, step time.Duration) []string {
+	return IDs(SeedEvents(s, seed, n, start, step))
+}
+
+// SeedEvents is Seed returning the events themselves.
+func SeedEvents(s *teleportfake.Server, seed int64, n int, start time.Time, step time.Duration) []apievents.AuditEvent {
 	evs := teleportfake.NewGenerator(seed).Events(n, start, step)
 	s.Append(evs...)
-	ids := make([]string, len(evs))
-	for i, e := range evs {
-		ids[i] = e.GetID()
+	return evs
+}
+
+// IDs returns the ids of evs, in order; with types, only of the events of
+// those types.
+func IDs(evs []apievents.AuditEvent, types ...string) []string {
+	ids := make([]string, 0, len(evs))
+	for _, e := range evs {
+		if len(types) == 0 || slices.Contains(types, e.GetType()) {
+			ids = append(ids, e.GetID())
+		}
 	}
 	return ids
 }
