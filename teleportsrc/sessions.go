@@ -159,7 +159,12 @@ func (m *Sessions) StatsNow() SessionStats {
 	defer m.mu.Unlock()
 	s := m.stats
 	s.Active = len(m.busy)
-	s.Pending = len(m.due) - len(m.busy)
+	// A finished recording leaves due before busy: count, not subtract.
+	for sid := range m.due {
+		if !m.busy[sid] {
+			s.Pending++
+		}
+	}
 	return s
 }
 
