@@ -30,6 +30,7 @@ test: $(PLUGIN)
 # Teleport test double through the .so (see tests/bench).
 bench: $(PLUGIN)
 	$(GO) test ./cursor -run XXX -bench Footprint -benchtime 1x
+	$(GO) test ./emit -run XXX -bench . -benchmem
 	TELEPORT_PLUGIN_SO=$(abspath $(PLUGIN)) $(GO) test ./tests/bench -run XXX -bench Export -benchtime 1x -timeout 30m -args -events 200000
 	@if [ -n "$$FLUENT_BIT" ]; then TELEPORT_PLUGIN_SO=$(abspath $(PLUGIN)) $(GO) test ./tests/e2e -run XXX -bench Backfill -benchtime 1x -timeout 30m; \
 	 else echo "NOTE: FLUENT_BIT is not set: the real fluent-bit backfill benchmark is SKIPPED"; fi
