@@ -155,17 +155,23 @@ func toInt64(t testing.TB, v any) int64 {
 	return 0
 }
 
+// fuzzStruct is a fuzzed JSON document as a Struct, if it is one.
+func fuzzStruct(doc string) (*structpb.Struct, bool) {
+	var m map[string]any
+	if json.Unmarshal([]byte(doc), &m) != nil {
+		return nil, false
+	}
+	s, err := structpb.NewStruct(m)
+	return s, err == nil
+}
+
 // FuzzRecord checks that any JSON document survives AppendRecord → codec.
 func FuzzRecord(f *testing.F) {
 	f.Add(`{"event":"user.login","ei":3,"x":[1,2.5,{"y":null}],"ok":true}`, int64(1700000000), int64(5))
 	f.Add(`{}`, int64(0), int64(0))
 	f.Fuzz(func(t *testing.T, doc string, sec, nsec int64) {
-		var m map[string]any
-		if json.Unmarshal([]byte(doc), &m) != nil {
-			return
-		}
-		s, err := structpb.NewStruct(m)
-		if err != nil {
+		s, ok := fuzzStruct(doc)
+		if !ok {
 			return
 		}
 		sec = sec & 0x7fffffff
@@ -448,12 +454,8 @@ func FuzzSessionRecord(f *testing.F) {
 	f.Add(`{"event":"session.start","sid":"own","teleport_stream":"x"}`, "other")
 	f.Add(`{}`, "")
 	f.Fuzz(func(t *testing.T, doc, sid string) {
-		var m map[string]any
-		if json.Unmarshal([]byte(doc), &m) != nil {
-			return
-		}
-		s, err := structpb.NewStruct(m)
-		if err != nil {
+		s, ok := fuzzStruct(doc)
+		if !ok {
 			return
 		}
 		wire, err := proto.Marshal(s)
