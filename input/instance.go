@@ -1,7 +1,7 @@
 // Package input runs one teleport input: goroutines fetch audit events (and
 // session recordings) into bounded queues, Fluent Bit's collect callback
-// takes batches from them, and positions are committed once Fluent Bit has
-// taken a batch.
+// takes batches from them, and positions are committed once Fluent Bit holds
+// a batch in a chunk.
 package input
 
 import (
@@ -73,6 +73,8 @@ type Instance struct {
 	paused  bool
 	resumed chan struct{} // closed on Resume
 
+	hand handover // the batch Fluent Bit may not hold in a chunk yet
+
 	stats        Stats
 	expiryWarned atomic.Int64 // the identity expiry last warned about (unix seconds)
 }
@@ -110,6 +112,7 @@ func New(o Options) (*Instance, error) {
 		sessions: emit.NewQueue(o.Config.BatchMaxRecords, o.Config.BatchMaxBytes),
 		done:     make(chan struct{}),
 	}
+	x.hand.interval = ringBufferInterval()
 	x.encoders.New = func() any { return &encoder{} }
 	if o.Config.MetricsListen != "" {
 		unregister, err := metrics.Register(o.Config.MetricsListen, x.Snapshot)
@@ -171,6 +174,7 @@ func (x *Instance) stop(timeout time.Duration) {
 
 // Pause stops fetching (Fluent Bit's backpressure); queued events stay.
 func (x *Instance) Pause() {
+	x.hand.pause()
 	x.pauseMu.Lock()
 	defer x.pauseMu.Unlock()
 	if !x.paused {
@@ -181,6 +185,7 @@ func (x *Instance) Pause() {
 
 // Resume restarts fetching.
 func (x *Instance) Resume() {
+	x.hand.resume(x.now())
 	x.pauseMu.Lock()
 	defer x.pauseMu.Unlock()
 	if x.paused {
@@ -220,8 +225,11 @@ func (x *Instance) waitRunning(ctx context.Context) error {
 // (with several instances its pause stops another instance's timer), and
 // what it took then would sit in a ring buffer that is not drained while
 // paused, or be dropped at shutdown after the position moved past it.
+//
+// Nor does it hand over anything while the previous batch is not known to
+// be in a chunk (see handover.go): positions must not move past it.
 func (x *Instance) Collect() *emit.Batch {
-	if x.Paused() {
+	if x.Paused() || !x.settle(false) {
 		return &emit.Batch{}
 	}
 	maxRec, maxBytes := x.cfg.BatchMaxRecords, x.cfg.BatchMaxBytes
@@ -231,10 +239,14 @@ func (x *Instance) Collect() *emit.Batch {
 	return b
 }
 
-// Commit moves the positions past a batch Fluent Bit has taken.
-func (x *Instance) Commit(b *emit.Batch) {
-	if len(b.Records) > 0 {
-		x.stats.Records.Add(int64(len(b.Records)))
+// Commit moves the positions past a batch without records, or one Fluent
+// Bit holds in a chunk.
+func (x *Instance) Commit(b *emit.Batch) { x.commit(b, len(b.Records)) }
+
+// commit moves the positions past a batch of n records.
+func (x *Instance) commit(b *emit.Batch, n int) {
+	if n > 0 {
+		x.stats.Records.Add(int64(n))
 		x.stats.SessionRecords.Add(int64(b.SessionRecords))
 		x.stats.Bytes.Add(int64(b.Size))
 	}

@@ -18,7 +18,6 @@ import (
 	"unsafe"
 
 	"github.com/fluent-bit-teleport/fluent-bit-teleport/conf"
-	"github.com/fluent-bit-teleport/fluent-bit-teleport/emit"
 	"github.com/fluent-bit-teleport/fluent-bit-teleport/input"
 )
 
@@ -65,7 +64,12 @@ func FLBPluginInit(plugin unsafe.Pointer) C.int {
 		log.Errorf("%v", err)
 		return flbError
 	}
-	in := &instance{tid: tid, name: name, inst: inst, log: log, pending: map[unsafe.Pointer]*emit.Batch{}}
+	in := &instance{tid: tid, name: name, inst: inst, log: log}
+	if c := newCounters(ins, name); c != nil {
+		inst.SetCounters(c)
+	} else {
+		log.Infof("Fluent Bit's input counters are not readable (built without metrics?): a batch counts as in a chunk %s after it was handed over", input.RingBufferMargin())
+	}
 	register(in)
 	C.tp_set_context(plugin, in.handle)
 	log.Infof("settings: %s", cfg.Summary())
@@ -101,15 +105,14 @@ func collect(in *instance, data *unsafe.Pointer, size *C.size_t) C.int {
 	}
 	buf := C.malloc(C.size_t(b.Size))
 	b.CopyTo(unsafe.Slice((*byte)(buf), b.Size))
-	in.mu.Lock()
-	in.pending[buf] = b
-	in.mu.Unlock()
+	in.inst.HandOver(b)
 	*data, *size = buf, C.size_t(b.Size)
 	return flbOK
 }
 
-// Fluent Bit calls the cleanup callback right after it appended the buffer
-// to its input chunk: the batch is Fluent Bit's now, so its positions move.
+// Fluent Bit calls the cleanup callback right after it copied the buffer
+// onto the input's ring buffer: the batch is not in a chunk yet, so its
+// positions move later (see input/handover.go).
 //
 //export FLBPluginInputCleanupCallbackCtx
 func FLBPluginInputCleanupCallbackCtx(ctx, data unsafe.Pointer) C.int {
@@ -125,13 +128,7 @@ func FLBPluginInputCleanupCallback(data unsafe.Pointer) C.int {
 
 func cleanup(in *instance, data unsafe.Pointer) {
 	if in != nil {
-		in.mu.Lock()
-		b := in.pending[data]
-		delete(in.pending, data)
-		in.mu.Unlock()
-		if b != nil {
-			in.inst.Commit(b)
-		}
+		in.inst.Handed()
 	}
 	C.free(data)
 }
@@ -162,6 +159,7 @@ func FLBPluginInputPreExit(hotReload C.int) {}
 //export FLBPluginExit
 func FLBPluginExit() C.int {
 	if in := byThread(syscall.Gettid()); in != nil {
+		in.inst.Exiting()
 		stop(in)
 	}
 	return flbOK
@@ -180,12 +178,6 @@ func FLBPluginUnregister(def unsafe.Pointer) {
 
 func stop(in *instance) {
 	in.inst.Stop(stopTimeout)
-	in.mu.Lock()
-	for buf := range in.pending {
-		C.free(buf)
-	}
-	in.pending = nil
-	in.mu.Unlock()
 	in.log.close()
 	unregister(in)
 }

@@ -9,7 +9,6 @@ import (
 	"sync"
 	"unsafe"
 
-	"github.com/fluent-bit-teleport/fluent-bit-teleport/emit"
 	"github.com/fluent-bit-teleport/fluent-bit-teleport/input"
 )
 
@@ -20,9 +19,6 @@ type instance struct {
 	name   string
 	inst   *input.Instance
 	log    *flbLogger
-
-	mu      sync.Mutex
-	pending map[unsafe.Pointer]*emit.Batch // handed over, not yet cleaned up
 }
 
 // registry finds an instance by the context Fluent Bit passes to the *Ctx

@@ -148,3 +148,83 @@ int tp_list_properties(void *api, void *ins, const char *known_key, char *out, i
     close(fds[1]);
     return n;
 }
+
+/*
+ * Reading the instance's own counters, to learn when a batch is in a chunk.
+ *
+ * Fluent Bit (built with FLB_HAVE_METRICS) keeps them in the instance's cmt
+ * context (src/flb_input.c flb_input_get_cmt_instance, flb_input_instance_init)
+ * as struct cmt_counter entries of the cmt's counters list
+ * (lib/cmetrics/include/cmetrics/cmetrics.h, cmt_counter.h, cmt_opts.h), each
+ * labelled with the instance's name. The layouts below are those of Fluent
+ * Bit 5.1.1; every read of them goes through safe_read, so a different layout
+ * finds nothing instead of crashing, and the plugin falls back to its time
+ * rule. The values are read with Fluent Bit's own cmt_counter_get_val().
+ */
+struct tp_cmt_opts { char *ns, *subsystem, *name, *description, *fqname; int resource_index; };
+struct tp_cmt_counter { struct tp_cmt_opts opts; void *map; struct tp_mk_list _head; };
+struct tp_cmt {
+    int log_level;
+    void *log_cb;
+    void *internal_metadata, *external_metadata, *static_labels;
+    struct tp_mk_list counters;
+};
+
+#define TP_MAX_COUNTERS 512
+
+static int safe_streq(int fds[2], const char *p, const char *want)
+{
+    char buf[64];
+    size_t n = strlen(want) + 1;
+    if (p == NULL || n > sizeof buf || safe_read(fds, p, buf, n) != 0) {
+        return 0;
+    }
+    return memcmp(buf, want, n) == 0;
+}
+
+void *tp_input_counter(void *ins, const char *name)
+{
+    void *(*get_cmt)(void *) = (void *(*)(void *)) dlsym(RTLD_DEFAULT, "flb_input_get_cmt_instance");
+    void *found = NULL;
+    uintptr_t head, node;
+    int fds[2];
+
+    if (get_cmt == NULL || ins == NULL || dlsym(RTLD_DEFAULT, "cmt_counter_get_val") == NULL) {
+        return NULL;
+    }
+    struct tp_cmt *cmt = get_cmt(ins);
+    if (cmt == NULL || pipe(fds) != 0) {
+        return NULL;
+    }
+    head = (uintptr_t) &cmt->counters;
+    if (safe_read(fds, (void *) (head + sizeof(void *)), &node, sizeof node) != 0) {
+        node = head;
+    }
+    for (int i = 0; i < TP_MAX_COUNTERS && node != head && node != 0; i++) {
+        struct tp_cmt_counter c;
+        uintptr_t at = node - offsetof(struct tp_cmt_counter, _head);
+        if (safe_read(fds, (void *) at, &c, sizeof c) != 0) {
+            break;
+        }
+        if (safe_streq(fds, c.opts.ns, "fluentbit") && safe_streq(fds, c.opts.subsystem, "input") &&
+            safe_streq(fds, c.opts.name, name)) {
+            found = (void *) at;
+            break;
+        }
+        node = (uintptr_t) c._head.next;
+    }
+    close(fds[0]);
+    close(fds[1]);
+    return found;
+}
+
+int tp_counter_value(void *counter, const char *label, double *out)
+{
+    int (*get)(void *, int, char **, double *) =
+        (int (*)(void *, int, char **, double *)) dlsym(RTLD_DEFAULT, "cmt_counter_get_val");
+    char *labels[1] = { (char *) label };
+    if (get == NULL || counter == NULL || label == NULL) {
+        return -1;
+    }
+    return get(counter, 1, labels, out);
+}

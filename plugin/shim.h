@@ -62,5 +62,7 @@ int tp_log_check(void *api, void *ins, int level);
 void tp_log(void *api, int level, const char *msg);
 const char *tp_instance_name(void *ins);
 int tp_list_properties(void *api, void *ins, const char *known_key, char *out, int out_len);
+void *tp_input_counter(void *ins, const char *name);
+int tp_counter_value(void *counter, const char *label, double *out);
 
 #endif

@@ -52,6 +52,18 @@ type Options struct {
 	// pausing instance A stops the collector of the last initialised
 	// instance instead of A's (FLBPluginInputPause still runs on A's thread).
 	PauseLastInstance bool
+	// RingBuffer is the interval of the host's ring-buffer collector, which
+	// moves handed-over buffers into the records file (Fluent Bit's
+	// FLB_DEV_RB_MS, which is set for the plugin too). Default 250 ms, as in
+	// Fluent Bit.
+	RingBuffer time.Duration
+	// Grace is how long the engine loop (and the ring-buffer collector) keeps
+	// running at shutdown and reload between the inputs' pause and their
+	// exit. Default 0: Fluent Bit's first grace tick can come at once.
+	Grace time.Duration
+	// NoCmetrics emulates a Fluent Bit built without metrics: the plugin
+	// cannot read the instance's counters.
+	NoCmetrics bool
 	// CommandTimeout bounds every command (default 2 minutes). On timeout
 	// the host is killed: a plugin callback blocked.
 	CommandTimeout time.Duration
@@ -219,6 +231,15 @@ func Start(t testing.TB, soPath string, opts Options) *Host {
 	}
 	if opts.PauseLastInstance {
 		args = append(args, "-pause-last-instance")
+	}
+	if opts.RingBuffer > 0 {
+		opts.Env = append(opts.Env, fmt.Sprintf("FLB_DEV_RB_MS=%d", opts.RingBuffer.Milliseconds()))
+	}
+	if opts.Grace > 0 {
+		args = append(args, "-grace-ms", strconv.FormatInt(opts.Grace.Milliseconds(), 10))
+	}
+	if opts.NoCmetrics {
+		args = append(args, "-no-cmetrics")
 	}
 	h := &Host{
 		t:      t,

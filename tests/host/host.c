@@ -12,7 +12,8 @@
  *
  * Build: gcc -O2 -g -Wall -Wextra -rdynamic -o host host.c -ldl -lpthread
  * Usage: host <plugin.so> [-records <path>] [-log <path>] [-log-level <lvl>]
- *             [-hot-reload] [-pause-last-instance]
+ *             [-hot-reload] [-pause-last-instance] [-rb-ms <ms>]
+ *             [-grace-ms <ms>] [-no-cmetrics]
  *
  * Protocol: one command per line on stdin, exactly one answer line on stdout
  * ("ok <cmd> ..." or "err <cmd> <reason>").  Lines starting with "event " are
@@ -109,6 +110,61 @@ struct flbgo_input_plugin {
     int (*cb_cleanup)(void *);
     int (*cb_cleanup_ctx)(void *, void *);
     int (*cb_exit)(void);
+};
+
+/* lib/cfl/include/cfl/cfl_list.h and lib/cmetrics (cmetrics.h, cmt_opts.h,
+ * cmt_counter.h) of Fluent Bit 5.1.1: the layouts a plugin walks to read the
+ * instance's own counters.  The value store (struct cmt_map) is the host's
+ * own: only cmt_counter_get_val() below looks inside it. */
+struct cfl_list {
+    struct cfl_list *prev, *next;
+};
+
+struct cmt_opts {
+    char *ns;
+    char *subsystem;
+    char *name;
+    char *description;
+    char *fqname;
+    int resource_index;
+};
+
+struct cmt_map {
+    double val;
+    const char *label;      /* the instance's name, as in flb_input.c */
+};
+
+struct cmt_counter {
+    struct cmt_opts opts;
+    struct cmt_map *map;
+    struct cfl_list _head;
+    struct cmt *cmt;
+    int allow_reset;
+    int aggregation_type;
+};
+
+struct cmt {
+    int log_level;
+    void (*log_cb)(void *, int, const char *, int, const char *);
+    void *internal_metadata;
+    void *external_metadata;
+    void *static_labels;
+    struct cfl_list counters;
+    struct cfl_list gauges;
+    struct cfl_list histograms;
+    struct cfl_list exp_histograms;
+    struct cfl_list summaries;
+    struct cfl_list untypeds;
+    struct cfl_list _head;
+};
+
+/* One buffer on an instance's ring buffer (src/flb_input_chunk.c
+ * append_to_ring_buffer: a copy of the plugin's buffer). */
+struct rb_entry {
+    void *data;
+    size_t len;
+    uint64_t records, groups;
+    struct rb_entry *next;
 };
 
 /* Our own input instance.  The plugin only ever sees it as an opaque pointer
@@ -243,6 +299,11 @@ struct hinst {
     char **pv;
     /* counters, protected by g_mu */
     uint64_t records, bytes, buffers, calls;
+    /* the instance's ring buffer and counters, protected by g_rb_mu */
+    struct rb_entry *rb_head, *rb_tail;
+    struct cmt cmt;
+    struct cmt_counter c_records, c_writes;
+    struct cmt_map m_records, m_writes;
 };
 
 static const char *g_so_path;
@@ -264,6 +325,14 @@ static int g_ninst;
 static struct worker *g_engine;      /* shared worker, threaded=off     */
 
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;   /* counters */
+/* the ring-buffer collector (see rb_collector_main) */
+static long g_rb_ms = 250;
+static long g_grace_ms;
+static int g_no_cmetrics;
+static pthread_mutex_t g_rb_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_rb_cv = PTHREAD_COND_INITIALIZER;
+static int g_rb_halted;   /* flb_engine_shutdown() runs: the engine loop has stopped */
+static int write_frame(int idx, const void *data, size_t len);
 static uint64_t g_records, g_buffers, g_bytes, g_calls, g_groups;
 static uint64_t g_invalid, g_leaks, g_misuse, g_slow;
 static uint64_t g_max_collect_us;
@@ -557,13 +626,10 @@ static void *api_output_get_cmt_instance(struct flb_output_instance *ins)
     return NULL;
 }
 
+void *flb_input_get_cmt_instance(struct flb_input_instance *ins);
 static void *api_input_get_cmt_instance(struct flb_input_instance *ins)
 {
-    if (!ins_check(ins, "input_get_cmt_instance")) {
-        return NULL;
-    }
-    errlog("note input_get_cmt_instance(): the host has no cmetrics context and returns NULL");
-    return NULL;
+    return flb_input_get_cmt_instance(ins);
 }
 
 static const char *level_name(int type)
@@ -657,6 +723,198 @@ const char *flb_input_name(struct flb_input_instance *ins)
         return ins->alias;
     }
     return ins->name;
+}
+
+/* ------------------------------------------------------------------------- */
+/* the instance's cmetrics context and ring buffer                            */
+/* ------------------------------------------------------------------------- */
+
+/* src/flb_input.c flb_input_get_cmt_instance(): exported (-rdynamic) like the
+ * fluent-bit binary does.  NULL with -no-cmetrics, as in a build without
+ * FLB_HAVE_METRICS (where the symbol does not exist at all). */
+void *flb_input_get_cmt_instance(struct flb_input_instance *ins);
+void *flb_input_get_cmt_instance(struct flb_input_instance *ins)
+{
+    if (!ins_check(ins, "flb_input_get_cmt_instance") || g_no_cmetrics) {
+        return NULL;
+    }
+    return &ins->h->cmt;
+}
+
+/* lib/cmetrics/src/cmt_counter.c cmt_counter_get_val(): -1 when no metric
+ * has these label values. */
+int cmt_counter_get_val(struct cmt_counter *counter, int labels_count, char **label_vals,
+                        double *out_val);
+int cmt_counter_get_val(struct cmt_counter *counter, int labels_count, char **label_vals,
+                        double *out_val)
+{
+    int ret = -1;
+    pthread_mutex_lock(&g_rb_mu);
+    if (labels_count == 1 && label_vals && label_vals[0] &&
+        !strcmp(label_vals[0], counter->map->label)) {
+        *out_val = counter->map->val;
+        ret = 0;
+    }
+    pthread_mutex_unlock(&g_rb_mu);
+    return ret;
+}
+
+static void cfl_list_add(struct cfl_list *n, struct cfl_list *head)
+{
+    n->next = head;
+    n->prev = head->prev;
+    head->prev->next = n;
+    head->prev = n;
+}
+
+static void counter_init(struct hinst *h, struct cmt_counter *c, struct cmt_map *m, char *name)
+{
+    memset(c, 0, sizeof(*c));
+    memset(m, 0, sizeof(*m));
+    c->opts.ns = "fluentbit";
+    c->opts.subsystem = "input";
+    c->opts.name = name;
+    c->map = m;
+    c->cmt = &h->cmt;
+    m->label = flb_input_name(h->ins);
+    cfl_list_add(&c->_head, &h->cmt.counters);
+}
+
+/* src/flb_input.c flb_input_instance_init(): a fresh cmt per instance, so
+ * the counters start at 0 again after a reload. */
+static void cmetrics_init(struct hinst *h)
+{
+    struct cfl_list *lists[] = { &h->cmt.counters, &h->cmt.gauges, &h->cmt.histograms,
+                                 &h->cmt.exp_histograms, &h->cmt.summaries, &h->cmt.untypeds,
+                                 &h->cmt._head };
+    size_t i;
+    pthread_mutex_lock(&g_rb_mu);
+    memset(&h->cmt, 0, sizeof(h->cmt));
+    for (i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
+        lists[i]->prev = lists[i]->next = lists[i];
+    }
+    /* a counter the plugin does not want comes first */
+    counter_init(h, &h->c_writes, &h->m_writes, "ring_buffer_writes_total");
+    counter_init(h, &h->c_records, &h->m_records, "records_total");
+    pthread_mutex_unlock(&g_rb_mu);
+}
+
+/* src/flb_input_chunk.c append_to_ring_buffer(): the input thread copies the
+ * buffer onto the instance's ring buffer and counts the write; the records
+ * reach a chunk later, on the engine thread. */
+static void rb_push(struct hinst *h, const void *data, size_t len, uint64_t records, uint64_t groups)
+{
+    struct rb_entry *e = xcalloc(1, sizeof(*e));
+    e->data = malloc(len);
+    if (!e->data) {
+        errlog("fatal: out of memory");
+        abort();
+    }
+    memcpy(e->data, data, len);
+    e->len = len;
+    e->records = records;
+    e->groups = groups;
+    pthread_mutex_lock(&g_rb_mu);
+    if (h->rb_tail) {
+        h->rb_tail->next = e;
+    }
+    else {
+        h->rb_head = e;
+    }
+    h->rb_tail = e;
+    h->m_writes.val += 1;
+    pthread_mutex_unlock(&g_rb_mu);
+}
+
+static void rb_free(struct rb_entry *e)
+{
+    free(e->data);
+    free(e);
+}
+
+/* src/flb_input_chunk.c flb_input_chunk_ring_buffer_collector(): every
+ * instance that is not paused by backpressure (flb_input_paused()) has its
+ * whole ring buffer moved into chunks: input_chunk_append_raw() adds to
+ * fluentbit_input_records_total, then writes the chunk (here: the records
+ * file). */
+static void rb_collect(void)
+{
+    int i;
+    pthread_mutex_lock(&g_rb_mu);
+    for (i = 0; i < g_ninst && !g_rb_halted; i++) {
+        struct hinst *h = g_inst[i];
+        struct rb_entry *e;
+        if (h->buf_paused) {
+            continue;
+        }
+        while ((e = h->rb_head) != NULL) {
+            h->rb_head = e->next;
+            if (!h->rb_head) {
+                h->rb_tail = NULL;
+            }
+            if (e->records > 0) {
+                h->m_records.val += (double) e->records;
+            }
+            write_frame(h->idx, e->data, e->len);
+            pthread_mutex_lock(&g_mu);
+            g_records += e->records;
+            g_groups += e->groups;
+            g_buffers++;
+            g_bytes += e->len;
+            h->records += e->records;
+            h->buffers++;
+            h->bytes += e->len;
+            pthread_mutex_unlock(&g_mu);
+            rb_free(e);
+        }
+    }
+    pthread_cond_broadcast(&g_rb_cv);
+    pthread_mutex_unlock(&g_rb_mu);
+}
+
+/* src/flb_engine.c flb_engine_start(): the collector is a permanent timer of
+ * FLB_DEV_RB_MS milliseconds (250 by default) on the engine thread. */
+static void *rb_collector_main(void *arg)
+{
+    (void) arg;
+    prctl(PR_SET_NAME, "flb-rb-collect", 0, 0, 0);
+    for (;;) {
+        sleep_ms(g_rb_ms);
+        rb_collect();
+    }
+    return NULL;
+}
+
+/* src/flb_input.c flb_input_instance_destroy() ->
+ * flb_input_chunk_ring_buffer_cleanup(): what is still queued at exit is
+ * dropped. */
+static void rb_discard(struct hinst *h)
+{
+    struct rb_entry *e;
+    uint64_t n = 0;
+    pthread_mutex_lock(&g_rb_mu);
+    while ((e = h->rb_head) != NULL) {
+        h->rb_head = e->next;
+        n += e->records;
+        rb_free(e);
+    }
+    h->rb_tail = NULL;
+    pthread_mutex_unlock(&g_rb_mu);
+    if (n > 0) {
+        errlog("note ring buffer of instance %d dropped at exit: %" PRIu64 " records", h->idx, n);
+    }
+}
+
+/* Not Fluent Bit: lets collect and drain answer once what they handed over
+ * is in the records file (or the instance is paused by backpressure, when
+ * the collector leaves it queued), so tests read whole batches. */
+static void rb_settle(struct hinst *h)
+{
+    pthread_mutex_lock(&g_rb_mu);
+    while (h->rb_head && !h->buf_paused && !g_rb_halted) {
+        pthread_cond_wait(&g_rb_cv, &g_rb_mu);
+    }
+    pthread_mutex_unlock(&g_rb_mu);
 }
 
 /* ------------------------------------------------------------------------- */
@@ -1247,16 +1505,7 @@ static int do_collect(struct hinst *h, struct job *j)
         failed = 1;
     }
     else {
-        write_frame(h->idx, data, len);
-        pthread_mutex_lock(&g_mu);
-        g_records += records;
-        g_groups += groups;
-        g_buffers++;
-        g_bytes += len;
-        h->records += records;
-        h->buffers++;
-        h->bytes += len;
-        pthread_mutex_unlock(&g_mu);
+        rb_push(h, data, len, records, groups);
         j->records += records;
         j->bytes += len;
         j->buffers++;
@@ -2015,6 +2264,7 @@ static int instance_start(struct hinst *h, char *err, size_t errlen)
     h->ctx->proxy = g_px;
     ins->context = h->ctx;
     registry_add(ins);
+    cmetrics_init(h);
     h->state = ST_RUNNING;   /* counted by next_instance_id from now on */
 
     if (ins->is_threaded) {
@@ -2049,6 +2299,7 @@ static void instance_exit(struct hinst *h, int arg)
 {
     struct job j;
     simple_job(h, J_EXIT, arg, &j);
+    rb_discard(h);
     h->state = ST_EXITED;
     ins_set_magic(h->ins, INS_MAGIC_DEAD);
     /* flb_free(ctx): poisoned and kept instead */
@@ -2185,8 +2436,10 @@ static void cmd_init(char **tok, int ntok)
         h->pv[h->nprops] = xstrdup(eq + 1);
         h->nprops++;
     }
+    pthread_mutex_lock(&g_rb_mu);   /* the ring-buffer collector walks g_inst */
     g_inst = realloc(g_inst, sizeof(*g_inst) * (size_t) (g_ninst + 1));
     g_inst[g_ninst++] = h;
+    pthread_mutex_unlock(&g_rb_mu);
 
     err[0] = '\0';
     ret = instance_start(h, err, sizeof(err));
@@ -2241,6 +2494,7 @@ static void cmd_collect(char **tok, int ntok)
     j.h = h;
     j.n = n;
     run_job(h->w, &j);
+    rb_settle(h);
     if (j.failed) {
         reply("err collect %d %s", h->idx, j.msg);
         return;
@@ -2349,6 +2603,9 @@ static void cmd_drain(char **tok, int ntok, int all)
     }
     for (k = 0; k < njobs; k++) {
         job_wait(jobs[k].h->w, &jobs[k]);
+    }
+    for (i = 0; i < nset; i++) {
+        rb_settle(set[i]);
     }
     ms = (long) ((now_us() - t0) / 1000);
 
@@ -2486,7 +2743,18 @@ static void stop_generation(int hot_reload)
             }
             simple_job(h, J_PAUSE, 0, &j);
         }
+        if (round == 0 && g_grace_ms > 0) {
+            /* src/flb_engine.c: between flb_engine_stop_ingestion() and
+             * flb_engine_shutdown() the engine loop, and with it the
+             * ring-buffer collector, runs until the shutdown timer finds no
+             * pending chunks: its first tick comes within a second
+             * (mk_event_timeout_create aligns to the whole second). */
+            sleep_ms(g_grace_ms);
+        }
     }
+    pthread_mutex_lock(&g_rb_mu);
+    g_rb_halted = 1;
+    pthread_mutex_unlock(&g_rb_mu);
     for (i = g_ninst - 1; i >= 0; i--) {
         struct hinst *h = g_inst[i];
         if (h->state != ST_RUNNING) {
@@ -2541,6 +2809,10 @@ static void do_reload(int from_signal)
 
     g_px = npx;
     npx->gen = ++g_gen;
+    /* flb_reload(): a new context whose engine runs its own collector */
+    pthread_mutex_lock(&g_rb_mu);
+    g_rb_halted = 0;
+    pthread_mutex_unlock(&g_rb_mu);
     g_enable_hot_reload = 1;
     for (i = 0; i < nlive; i++) {
         struct hinst *h = g_inst[live[i]];
@@ -2675,7 +2947,7 @@ static void handle_line(char *line)
 static void usage(void)
 {
     fprintf(stderr, "usage: host <plugin.so> [-records <path>] [-log <path>] [-log-level <level>] "
-            "[-hot-reload] [-pause-last-instance]\n");
+            "[-hot-reload] [-pause-last-instance] [-rb-ms <ms>] [-grace-ms <ms>] [-no-cmetrics]\n");
     exit(2);
 }
 
@@ -2685,6 +2957,8 @@ int main(int argc, char **argv)
     char *buf;
     size_t cap = 65536;
     size_t len = 0;
+    int rb_ms_set = 0;
+    pthread_t rb_th;
     int i;
 
     if (argc < 2) {
@@ -2719,11 +2993,32 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "-pause-last-instance")) {
             g_pause_last_instance = 1;
         }
+        else if (!strcmp(argv[i], "-rb-ms") && i + 1 < argc) {
+            g_rb_ms = atol(argv[++i]);
+            rb_ms_set = 1;
+        }
+        else if (!strcmp(argv[i], "-grace-ms") && i + 1 < argc) {
+            g_grace_ms = atol(argv[++i]);
+        }
+        else if (!strcmp(argv[i], "-no-cmetrics")) {
+            g_no_cmetrics = 1;
+        }
         else {
             usage();
         }
     }
 
+    if (!rb_ms_set && getenv("FLB_DEV_RB_MS")) {
+        /* src/flb_engine.c flb_engine_start(): atoi(getenv("FLB_DEV_RB_MS")) */
+        g_rb_ms = atoi(getenv("FLB_DEV_RB_MS"));
+    }
+    if (g_rb_ms < 1) {
+        g_rb_ms = 1;
+    }
+    if (pthread_create(&rb_th, NULL, rb_collector_main, NULL) != 0) {
+        perror("pthread_create");
+        return 2;
+    }
     g_main_tid = host_gettid();
     if (pipe2(g_sigpipe, O_CLOEXEC | O_NONBLOCK) != 0) {
         perror("pipe2");
