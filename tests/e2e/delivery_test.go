@@ -142,13 +142,18 @@ func stopAndRestart(t *testing.T, name string, service []string, stop func(p *pr
 	p := startFluentBit(t, bin, "-c", s.conf)
 	for round := 1; round <= 3; round++ {
 		waitLines(t, p, s.outFile, round*300, 2*time.Minute)
+		// Lines appear within a second after the ring buffer was moved into
+		// chunks; 1.2 s later at least one collect (every second) has put a
+		// batch on the ring buffer, which is moved next only 3 s after the
+		// last time. The stop lands in that window: this wait is the test.
+		time.Sleep(1200 * time.Millisecond)
 		stop(p, round)
 		if p.cmd.ProcessState != nil {
 			p = startFluentBit(t, bin, "-c", s.conf)
 		}
 	}
 	require.Less(t, len(uidsIn(t, s.outFile)), len(want), "stopped during the export")
-	waitLines(t, p, s.outFile, len(want), 3*time.Minute)
+	waitLines(t, p, s.outFile, len(want), 90*time.Second)
 	p.stop(t, 30*time.Second)
 	got := uidsIn(t, s.outFile)
 	missing, dups := missingAndDuplicates(want, got)
