@@ -57,6 +57,9 @@ type Options struct {
 	// FLB_DEV_RB_MS, which is set for the plugin too). Default 250 ms, as in
 	// Fluent Bit.
 	RingBuffer time.Duration
+	// RingBufferByHand stops the collector's timer: buffers stay on the
+	// ring buffer until CollectRingBuffer.
+	RingBufferByHand bool
 	// Grace is how long the engine loop (and the ring-buffer collector) keeps
 	// running at shutdown and reload between the inputs' pause and their
 	// exit. Default 0: Fluent Bit's first grace tick can come at once.
@@ -133,6 +136,7 @@ type Stats struct {
 	MaxCollect                               time.Duration
 	Instances, Generation                    int
 	PerInstance                              map[int]InstanceStats
+	Queued                                   int // records on the ring buffers
 }
 
 // QuitResult is the outcome of the shutdown sequence.
@@ -234,6 +238,9 @@ func Start(t testing.TB, soPath string, opts Options) *Host {
 	}
 	if opts.RingBuffer > 0 {
 		opts.Env = append(opts.Env, fmt.Sprintf("FLB_DEV_RB_MS=%d", opts.RingBuffer.Milliseconds()))
+	}
+	if opts.RingBufferByHand {
+		args = append(args, "-rb-ms", "0")
 	}
 	if opts.Grace > 0 {
 		args = append(args, "-grace-ms", strconv.FormatInt(opts.Grace.Milliseconds(), 10))
@@ -550,9 +557,20 @@ func (h *Host) InitKV(kv ...string) (InitResult, error) {
 	return res, err
 }
 
-// Collect calls the collect callback n times back to back on instance idx.
+// Collect calls the collect callback n times back to back on instance idx,
+// and answers once what it handed over left the ring buffer.
 func (h *Host) Collect(idx, n int) (CollectResult, error) {
-	line, err := h.Cmd(fmt.Sprintf("collect %d %d", idx, n))
+	return h.collect(fmt.Sprintf("collect %d %d", idx, n))
+}
+
+// CollectNoWait is Collect answering at once, while what it handed over may
+// still be on the ring buffer.
+func (h *Host) CollectNoWait(idx, n int) (CollectResult, error) {
+	return h.collect(fmt.Sprintf("collect %d %d nowait", idx, n))
+}
+
+func (h *Host) collect(cmd string) (CollectResult, error) {
+	line, err := h.Cmd(cmd)
 	r := parseReply(line)
 	return CollectResult{Calls: r.int("calls"), Records: r.int("records"), Bytes: r.int("bytes"), Buffers: r.int("buffers")}, err
 }
@@ -620,6 +638,13 @@ func (h *Host) Reload() (ReloadResult, error) {
 	return ReloadResult{Instances: r.int("instances"), Elapsed: r.ms("ms")}, err
 }
 
+// CollectRingBuffer moves every instance's ring buffer into the records
+// file now, as Fluent Bit's engine does when an input signals it.
+func (h *Host) CollectRingBuffer() error {
+	_, err := h.Cmd("rb-collect")
+	return err
+}
+
 // Stats returns the host counters.
 func (h *Host) Stats() (Stats, error) {
 	line, err := h.Cmd("stats")
@@ -633,7 +658,7 @@ func (h *Host) Stats() (Stats, error) {
 		Groups: r.int("groups"), Slow: r.int("slow"),
 		MaxCollect: time.Duration(r.int("max_collect_us")) * time.Microsecond,
 		Instances:  r.int("instances"), Generation: r.int("generation"),
-		PerInstance: map[int]InstanceStats{},
+		PerInstance: map[int]InstanceStats{}, Queued: r.int("queued"),
 	}
 	for k, v := range r.kv {
 		if idx, ok := strings.CutPrefix(k, "rec."); ok {

@@ -644,7 +644,9 @@ func TestSlowCallbackWarns(t *testing.T) {
 	require.NoError(t, err)
 	_, err = h.Collect(0, 1)
 	require.NoError(t, err)
-	assert.Contains(t, h.Stderr(), "warn slow FLBPluginInputCallbackCtx 1")
+	// Stderr is copied by another goroutine: the line may come after the answer.
+	require.Eventually(t, func() bool { return strings.Contains(h.Stderr(), "warn slow FLBPluginInputCallbackCtx 1") },
+		10*time.Second, 10*time.Millisecond, h.Stderr())
 	st, err := h.Stats()
 	require.NoError(t, err)
 	assert.Equal(t, 1, st.Slow)
@@ -680,4 +682,66 @@ func TestCommandErrors(t *testing.T) {
 	line, err := h.Cmd("ping")
 	require.NoError(t, err)
 	assert.Equal(t, "ok ping", line)
+}
+
+// The host models Fluent Bit's ring buffer: a collect copies the buffer onto
+// it and cleans up at once, and the collector moves it into the records
+// file later; backpressure keeps it there, and a kill or an exit loses it.
+func TestRingBuffer(t *testing.T) {
+	h := flbhost.Start(t, testPlugin(t, "good"), flbhost.Options{RingBufferByHand: true})
+	_, err := h.InitKV("records", "3")
+	require.NoError(t, err)
+	inFile := func(h *flbhost.Host) int {
+		recs, err := flbhost.ReadRecords(h.RecordsPath())
+		require.NoError(t, err)
+		return len(recs)
+	}
+	c, err := h.Collect(0, 1)
+	require.NoError(t, err)
+	assert.Equal(t, 3, c.Records, "handed over")
+	st, err := h.Stats()
+	require.NoError(t, err)
+	assert.Equal(t, 3, st.Queued)
+	assert.Equal(t, 0, st.Records)
+	assert.Equal(t, 0, inFile(h))
+
+	require.NoError(t, h.CollectRingBuffer())
+	st, err = h.Stats()
+	require.NoError(t, err)
+	assert.Equal(t, 0, st.Queued)
+	assert.Equal(t, 3, st.Records)
+	assert.Equal(t, 3, inFile(h))
+
+	_, err = h.Collect(0, 1)
+	require.NoError(t, err)
+	_, err = h.Pause(0)
+	require.NoError(t, err)
+	require.NoError(t, h.CollectRingBuffer())
+	st, err = h.Stats()
+	require.NoError(t, err)
+	assert.Equal(t, 3, st.Queued, "not moved while paused by backpressure")
+	require.NoError(t, h.Resume(0))
+	_, err = h.Collect(0, 1)
+	require.NoError(t, err)
+	_, err = h.Quit()
+	require.NoError(t, err)
+	assert.Equal(t, 3, inFile(h), "dropped at exit")
+	assert.Contains(t, h.Stderr(), "ring buffer of instance 0 dropped at exit: 6 records")
+
+	k := flbhost.Start(t, testPlugin(t, "good"), flbhost.Options{RingBufferByHand: true})
+	_, err = k.InitKV("records", "3")
+	require.NoError(t, err)
+	_, err = k.Collect(0, 2)
+	require.NoError(t, err)
+	require.NoError(t, k.Kill())
+	assert.Equal(t, 0, inFile(k), "lost at a kill")
+
+	// With the timer (Fluent Bit's 250 ms by default), a collect answers
+	// once its buffer is in the file.
+	d := flbhost.Start(t, testPlugin(t, "good"), flbhost.Options{RingBuffer: 20 * time.Millisecond})
+	_, err = d.InitKV("records", "3")
+	require.NoError(t, err)
+	_, err = d.Collect(0, 2)
+	require.NoError(t, err)
+	assert.Equal(t, 6, inFile(d))
 }

@@ -911,7 +911,7 @@ static void rb_discard(struct hinst *h)
 static void rb_settle(struct hinst *h)
 {
     pthread_mutex_lock(&g_rb_mu);
-    while (h->rb_head && !h->buf_paused && !g_rb_halted) {
+    while (h->rb_head && !h->buf_paused && !g_rb_halted && g_rb_ms > 0) {
         pthread_cond_wait(&g_rb_cv, &g_rb_mu);
     }
     pthread_mutex_unlock(&g_rb_mu);
@@ -2494,7 +2494,9 @@ static void cmd_collect(char **tok, int ntok)
     j.h = h;
     j.n = n;
     run_job(h->w, &j);
-    rb_settle(h);
+    if (!(ntok > 3 && !strcmp(tok[3], "nowait"))) {
+        rb_settle(h);
+    }
     if (j.failed) {
         reply("err collect %d %s", h->idx, j.msg);
         return;
@@ -2860,6 +2862,18 @@ static void cmd_stats(void)
                                i, h->records, i, state_name(h));
     }
     pthread_mutex_unlock(&g_mu);
+    pthread_mutex_lock(&g_rb_mu);
+    {
+        uint64_t queued = 0;
+        for (i = 0; i < g_ninst; i++) {
+            struct rb_entry *e;
+            for (e = g_inst[i]->rb_head; e; e = e->next) {
+                queued += e->records;
+            }
+        }
+        o += (size_t) snprintf(buf + o, sizeof(buf) - o, " queued=%" PRIu64, queued);
+    }
+    pthread_mutex_unlock(&g_rb_mu);
     reply("%s", buf);
 }
 
@@ -2928,6 +2942,10 @@ static void handle_line(char *line)
     }
     else if (!strcmp(tok[0], "stats")) {
         cmd_stats();
+    }
+    else if (!strcmp(tok[0], "rb-collect")) {
+        rb_collect();
+        reply("ok rb-collect");
     }
     else if (!strcmp(tok[0], "ping")) {
         reply("ok ping");
@@ -3012,10 +3030,11 @@ int main(int argc, char **argv)
         /* src/flb_engine.c flb_engine_start(): atoi(getenv("FLB_DEV_RB_MS")) */
         g_rb_ms = atoi(getenv("FLB_DEV_RB_MS"));
     }
-    if (g_rb_ms < 1) {
+    if (g_rb_ms < 1 && !rb_ms_set) {
         g_rb_ms = 1;
     }
-    if (pthread_create(&rb_th, NULL, rb_collector_main, NULL) != 0) {
+    /* -rb-ms 0: no timer; the rb-collect command moves the ring buffers */
+    if (g_rb_ms > 0 && pthread_create(&rb_th, NULL, rb_collector_main, NULL) != 0) {
         perror("pthread_create");
         return 2;
     }

@@ -164,6 +164,12 @@ func TestHotReloadContinuesWithoutLossOrRepeat(t *testing.T) {
 // a kill loses what is still there. Every event arrives, and an event is
 // repeated only if it was in the last batch before a kill.
 func TestCrashSafetyUnderSIGKILL(t *testing.T) {
+	t.Run("counters", func(t *testing.T) { crashRounds(t, false) })
+	// Without Fluent Bit's counters, the time rule stands in.
+	t.Run("time rule", func(t *testing.T) { crashRounds(t, true) })
+}
+
+func crashRounds(t *testing.T, noCmetrics bool) {
 	const events, rounds = 20000, 20
 	e := newEnv(t, teleportfake.Config{})
 	start := time.Now().Add(-48 * time.Hour).Truncate(time.Second)
@@ -179,7 +185,7 @@ func TestCrashSafetyUnderSIGKILL(t *testing.T) {
 	dir := t.TempDir()
 	for round := 0; round < rounds; round++ {
 		recPath := filepath.Join(dir, fmt.Sprintf("records-%d", round))
-		h := host(t, flbhost.Options{RecordsPath: recPath, RingBuffer: 20 * time.Millisecond})
+		h := host(t, flbhost.Options{RecordsPath: recPath, RingBuffer: 20 * time.Millisecond, NoCmetrics: noCmetrics})
 		idx := initOK(t, h, props)
 		done := make(chan struct{})
 		go func() {
@@ -211,7 +217,7 @@ func TestCrashSafetyUnderSIGKILL(t *testing.T) {
 
 	seenByKilledRounds := len(seen)
 	// Finish the export cleanly.
-	h := host(t, flbhost.Options{RecordsPath: filepath.Join(dir, "records-final"), RingBuffer: 20 * time.Millisecond})
+	h := host(t, flbhost.Options{RecordsPath: filepath.Join(dir, "records-final"), RingBuffer: 20 * time.Millisecond, NoCmetrics: noCmetrics})
 	idx := initOK(t, h, props)
 	// The restart repeats the last batch, so drain until nothing is missing;
 	// a drain times out if events were lost (the position is past them).
@@ -268,4 +274,67 @@ func TestCrashSafetyUnderSIGKILL(t *testing.T) {
 	require.Len(t, lastBatches, rounds)
 	require.Less(t, seenByKilledRounds, events, "every round was killed while exporting")
 	t.Logf("%d rounds killed; %d events, %d repeats (all from the last batch before a kill)", len(lastBatches), events, repeats)
+}
+
+// A clean stop (SIGTERM) or hot reload exits the input after Fluent Bit's
+// grace period, during which its engine still moves the ring buffer into
+// chunks (src/flb_engine.c: flb_engine_stop_ingestion, then
+// flb_engine_shutdown). A batch still on the ring buffer at exit is dropped
+// by Fluent Bit and must come again; one moved during the grace must not.
+func TestCleanStopWithBatchOnRingBuffer(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		opts flbhost.Options
+	}{
+		{"dropped at exit", flbhost.Options{RingBufferByHand: true}},
+		{"dropped at exit, time rule", flbhost.Options{RingBufferByHand: true, NoCmetrics: true}},
+		{"moved during the grace", flbhost.Options{RingBuffer: 50 * time.Millisecond, Grace: 300 * time.Millisecond}},
+		{"moved during the grace, time rule", flbhost.Options{RingBuffer: 50 * time.Millisecond, Grace: time.Second, NoCmetrics: true}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e := newEnv(t, teleportfake.Config{})
+			start := time.Now().Add(-time.Hour).Truncate(time.Second)
+			ids := testenv.Seed(e.srv, 41, 500, start.Add(time.Second), time.Second)
+			props := e.props(start, "batch_max_records", "100")
+			dir := t.TempDir()
+
+			opts := c.opts
+			opts.RecordsPath = filepath.Join(dir, "first")
+			h := host(t, opts)
+			idx := initOK(t, h, props)
+			// Hand over a batch, and another once the first is committed,
+			// then stop while the second is on the ring buffer.
+			for handed := 0; handed < 2; {
+				r, err := h.CollectNoWait(idx, 1)
+				require.NoError(t, err, h.Log())
+				if r.Records == 0 {
+					time.Sleep(5 * time.Millisecond)
+					continue
+				}
+				handed++
+				if handed == 1 && c.opts.RingBufferByHand {
+					require.NoError(t, h.CollectRingBuffer())
+				}
+			}
+			st, err := h.Stats()
+			require.NoError(t, err)
+			require.Equal(t, 100, st.Queued, "the second batch is on the ring buffer")
+			_, err = h.Quit()
+			require.NoError(t, err)
+			first, err := flbhost.ReadRecords(opts.RecordsPath)
+			require.NoError(t, err)
+
+			opts.RecordsPath = filepath.Join(dir, "second")
+			opts.RingBufferByHand, opts.RingBuffer = false, 20*time.Millisecond
+			h = host(t, opts)
+			idx = initOK(t, h, props)
+			_, err = h.Drain(idx, len(ids)-len(first), 30*time.Second, 0)
+			require.NoError(t, err, h.Log())
+			_, err = h.Quit()
+			require.NoError(t, err)
+			second, err := flbhost.ReadRecords(opts.RecordsPath)
+			require.NoError(t, err)
+			assert.Equal(t, ids, append(uids(first), uids(second)...), "every event once, in order")
+		})
+	}
 }
