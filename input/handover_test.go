@@ -42,12 +42,18 @@ func handOver(x *Instance, c *fakeCounters, b *emit.Batch, written bool) {
 	x.Handed()
 }
 
-func TestBatchIsCommittedOnlyOnceInAChunk(t *testing.T) {
-	f := newFixture(t)
-	ids := f.seed(90, "e")
-	x, _ := f.start(t, nil, "batch_max_records", "30")
-	c := &fakeCounters{}
+// counted starts an input of batches of 30 over n events, reading c.
+func counted(t *testing.T, n int) (f *fixture, ids []string, x *Instance, c *fakeCounters) {
+	f = newFixture(t)
+	ids = f.seed(n, "e")
+	x, _ = f.start(t, nil, "batch_max_records", "30")
+	c = &fakeCounters{}
 	x.SetCounters(c)
+	return f, ids, x, c
+}
+
+func TestBatchIsCommittedOnlyOnceInAChunk(t *testing.T) {
+	f, ids, x, c := counted(t, 90)
 
 	b := take(t, x)
 	require.Len(t, b.Records, 30)
@@ -71,11 +77,7 @@ func TestBatchIsCommittedOnlyOnceInAChunk(t *testing.T) {
 }
 
 func TestBatchDroppedByProcessorsIsNotWaitedFor(t *testing.T) {
-	f := newFixture(t)
-	f.seed(60, "e")
-	x, _ := f.start(t, nil, "batch_max_records", "30")
-	c := &fakeCounters{}
-	x.SetCounters(c)
+	_, _, x, c := counted(t, 60)
 	handOver(x, c, take(t, x), false) // nothing reached the ring buffer
 	take(t, x)
 	assert.Equal(t, int64(30), x.Stats().Records.Load())
@@ -125,11 +127,7 @@ func TestTimeRule(t *testing.T) {
 }
 
 func TestExitCommitsWhatIsInAChunk(t *testing.T) {
-	f := newFixture(t)
-	ids := f.seed(60, "e")
-	x, _ := f.start(t, nil, "batch_max_records", "30")
-	c := &fakeCounters{}
-	x.SetCounters(c)
+	f, ids, x, c := counted(t, 60)
 	handOver(x, c, take(t, x), true)
 	c.add(30, 0)
 	x.Pause()
