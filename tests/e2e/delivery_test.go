@@ -76,8 +76,9 @@ func uidsAfterKills(t *testing.T, path string) []string {
 	return out
 }
 
-// missingAndDuplicates compares the output with want.
-func missingAndDuplicates(want, got []string) (missing, dups int) {
+// missingAndDuplicates compares the output with want: events missing,
+// extra copies, and events that have extra copies.
+func missingAndDuplicates(want, got []string) (missing, dups, repeated int) {
 	counts := countEach(got)
 	for _, id := range want {
 		if counts[id] == 0 {
@@ -85,9 +86,12 @@ func missingAndDuplicates(want, got []string) (missing, dups int) {
 		}
 	}
 	for _, n := range counts {
-		dups += n - 1
+		if n > 1 {
+			dups += n - 1
+			repeated++
+		}
 	}
-	return missing, dups
+	return missing, dups, repeated
 }
 
 // fluent-bit is killed with SIGKILL ten times at random moments while it
@@ -120,8 +124,8 @@ func TestKillNineLosesNothingWithRealFluentBit(t *testing.T) {
 	}()
 
 	rng := rand.New(rand.NewPCG(7, 70))
-	dupsBefore := 0
-	var perKill []int
+	dupsBefore, repBefore := 0, 0
+	var perKill []string
 	for k := 0; k < kills; k++ {
 		p := startFluentBit(t, bin, "-c", s.conf)
 		before := len(uidsAfterKills(t, s.outFile))
@@ -131,11 +135,11 @@ func TestKillNineLosesNothingWithRealFluentBit(t *testing.T) {
 		require.NoError(t, p.cmd.Process.Kill())
 		<-p.done
 		got := uidsAfterKills(t, s.outFile)
-		_, dups := missingAndDuplicates(nil, got)
-		if k > 0 {
-			perKill = append(perKill, dups-dupsBefore) // from the restart after kill k-1
+		_, dups, rep := missingAndDuplicates(nil, got)
+		if k > 0 { // from the restart after kill k-1
+			perKill = append(perKill, fmt.Sprintf("%d/%d", dups-dupsBefore, rep-repBefore))
 		}
-		dupsBefore = dups
+		dupsBefore, repBefore = dups, rep
 		t.Logf("kill %d: %d events out so far", k+1, len(got))
 	}
 	close(stopLive)
@@ -145,16 +149,16 @@ func TestKillNineLosesNothingWithRealFluentBit(t *testing.T) {
 	p := startFluentBit(t, bin, "-c", s.conf)
 	waitUntil(t, p, 5*time.Minute,
 		func() string {
-			m, _ := missingAndDuplicates(want, uidsAfterKills(t, s.outFile))
+			m, _, _ := missingAndDuplicates(want, uidsAfterKills(t, s.outFile))
 			return fmt.Sprintf("%d of %d events missing", m, len(want))
 		},
-		func() bool { m, _ := missingAndDuplicates(want, uidsAfterKills(t, s.outFile)); return m == 0 })
+		func() bool { m, _, _ := missingAndDuplicates(want, uidsAfterKills(t, s.outFile)); return m == 0 })
 	p.stop(t, 30*time.Second)
 
 	got := uidsAfterKills(t, s.outFile)
-	missing, dups := missingAndDuplicates(want, got)
-	perKill = append(perKill, dups-dupsBefore)
-	t.Logf("%d kills, %d events: %d missing, %d duplicates; duplicates per kill: %v (batch_max_records %d)",
+	missing, dups, rep := missingAndDuplicates(want, got)
+	perKill = append(perKill, fmt.Sprintf("%d/%d", dups-dupsBefore, rep-repBefore))
+	t.Logf("%d kills, %d events: %d missing, %d duplicates; per kill, extra copies/events copied: %v (batch_max_records %d)",
 		kills, len(want), missing, dups, perKill, batch)
 	require.Zero(t, missing)
 	require.Len(t, countEach(got), len(want), "nothing but the seeded events")
@@ -188,7 +192,7 @@ func stopAndRestart(t *testing.T, name string, service []string, stop func(p *pr
 	waitLines(t, p, s.outFile, len(want), 90*time.Second)
 	p.stop(t, 30*time.Second)
 	got := uidsIn(t, s.outFile)
-	missing, dups := missingAndDuplicates(want, got)
+	missing, dups, _ := missingAndDuplicates(want, got)
 	t.Logf("%d events: %d missing, %d duplicates", len(want), missing, dups)
 	requireExactlyOnce(t, want, got)
 	require.Contains(t, p.output(), "resuming from the position saved in db")
