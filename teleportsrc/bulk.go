@@ -310,11 +310,14 @@ func (b *Bulk) exportChunk(ctx context.Context, c Client, sink Sink, day time.Ti
 	err := c.ExportEvents(ctx, day, p.Chunk, p.Cursor, func(ev *Event, next string) error {
 		at := p
 		at.Cursor = next
-		if b.cfg.Watch != nil {
+		owned := b.owned(ev)
+		if owned && b.cfg.Watch != nil {
+			// Not before: recordings of uploads before the start, or that
+			// the search watched before a switch, are not this export's.
 			b.cfg.Watch(ev)
 		}
 		var err error
-		if b.wanted(ev) {
+		if owned && b.filter.keep(ev.Type) {
 			// Every event of an open date goes into the index, so that a
 			// switch to search can tell what this export handed over.
 			ev.Remember = true
@@ -337,15 +340,13 @@ func (b *Bulk) exportChunk(ctx context.Context, c Client, sink Sink, day time.Ti
 	return sink.Progress(ctx, p)
 }
 
-// wanted applies start_time, the switch point from search, and the filters.
-func (b *Bulk) wanted(ev *Event) bool {
+// owned applies start_time (and start_after_uid) and the switch point from
+// search: whether the event is this export's to hand over, filters aside.
+func (b *Bulk) owned(ev *Event) bool {
 	if ev.Seconds < b.cfg.Start.Unix() || (ev.Seconds == b.cfg.Start.Unix() && slices.Contains(b.cfg.StartTail, ev.ID)) {
 		return false
 	}
-	if b.cfg.After != nil && b.searchHandedOver(ev) {
-		return false
-	}
-	return b.filter.keep(ev.Type)
+	return b.cfg.After == nil || !b.searchHandedOver(ev)
 }
 
 // searchHandedOver reports whether the search, before the switch, handed ev

@@ -246,3 +246,24 @@ func TestBulkResumesAfterASinkFailureWithoutLoss(t *testing.T) {
 	require.NoError(t, b.Pass(context.Background(), m, k))
 	assert.ElementsMatch(t, ids, append(append([]string(nil), failed.ids...), k.ids...), "every event once")
 }
+
+// Recordings are exported only for session.upload events the bulk export
+// owns: not those before start_time, nor those of start_after_uid's tail,
+// nor those the search handed over before a switch (it watched them then).
+// Types and skip_event_types do not matter: a recording is wanted even
+// when its session.upload event is not exported.
+func TestBulkWatchesOnlyTheUploadsItOwns(t *testing.T) {
+	now := time.Date(2026, 5, 10, 12, 0, 0, 0, time.UTC)
+	day := now.Truncate(24 * time.Hour)
+	m := &memlog.Log{Bulk: true}
+	for i, id := range []string{"before-start", "start-tail", "searched", "mine", "mine-too"} {
+		m.Add(memlog.Event(id, "session.upload", day.Add(time.Duration(i)*time.Hour)))
+	}
+	after := teleportsrc.SearchPosition{From: day.Add(2 * time.Hour).Unix(), Tail: []string{"searched"}}
+	var watched []string
+	b := teleportsrc.NewBulk(teleportsrc.BulkConfig{Start: day.Add(time.Hour), StartTail: []string{"start-tail"}, Revisit: 2, Poll: time.Hour,
+		After: &after, Skip: []string{"session.upload"}, Watch: func(ev *teleportsrc.Event) { watched = append(watched, ev.ID) }},
+		teleportsrc.BulkState{}, func() time.Time { return now })
+	require.NoError(t, b.Pass(context.Background(), m, &committing{sp: space(t)}))
+	assert.Equal(t, []string{"mine", "mine-too"}, watched)
+}
