@@ -325,6 +325,36 @@ func TestQueueCoalescesRunsOfPositions(t *testing.T) {
 	assert.Equal(t, "after", string(b.Marks[0].Value()))
 }
 
+// Positions of several keys in turn (bulk chunks, recordings whose prints
+// are skipped) while the queue is full and Fluent Bit holds the collector
+// back: one item per key, however many arrive, and each key's last
+// position reaches the batch.
+func TestQueuePositionsOfAlternatingKeysStayBounded(t *testing.T) {
+	q := NewQueue(1, 100)
+	ctx := context.Background()
+	require.NoError(t, q.Put(ctx, Item{Rec: []byte("r"), Mark: mark{"a", "r"}}))
+	for i := 0; i < 10000; i++ {
+		key := []string{"a", "b", "c"}[i%3]
+		require.NoError(t, q.Put(ctx, Item{Mark: mark{key, fmt.Sprint(i)}}))
+	}
+	assert.Equal(t, 4, len(q.items), "the record and one position per key")
+	b := q.Take(1, 100)
+	require.Len(t, b.Records, 1)
+	got := map[string]string{}
+	for _, m := range b.Marks {
+		got[m.Key()] = string(m.Value())
+	}
+	assert.Equal(t, map[string]string{"a": "9999", "b": "9997", "c": "9998"}, got)
+
+	// After the take, the run starts over behind the next record.
+	require.NoError(t, q.Put(ctx, Item{Mark: mark{"a", "x"}}))
+	require.NoError(t, q.Put(ctx, Item{Rec: []byte("s"), Mark: mark{"b", "s"}}))
+	require.NoError(t, q.Put(ctx, Item{Mark: mark{"a", "y"}}))
+	assert.Len(t, q.items, 3, "a record ends the run")
+	b = q.Take(1, 100)
+	assert.Equal(t, "y", string(b.Marks[0].Value()))
+}
+
 func TestQueueBlocksUntilTakeAndHonoursContext(t *testing.T) {
 	q := NewQueue(2, 1000)
 	ctx := context.Background()
