@@ -10,6 +10,7 @@ import (
 
 	auditlogpb "github.com/gravitational/teleport/api/gen/proto/go/teleport/auditlog/v1"
 	"github.com/gravitational/teleport/api/types"
+	"github.com/gravitational/trace"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/fluent-bit-teleport/fluent-bit-teleport/cursor"
@@ -191,6 +192,12 @@ func (s *Search) Step(ctx context.Context, c Client, sink Sink) (idle bool, err 
 	if err != nil {
 		if big, ok := ParseOversized(err); ok {
 			return false, s.skipOversized(ctx, c, big)
+		}
+		if s.key != "" && KeyRefused(err) {
+			s.cfg.Warnf("Teleport refused the page key it gave out (%s): reading again from the saved position %s, which repeats nothing",
+				short(trace.UserMessage(err)), s.pos.FromTime().Format(time.RFC3339))
+			s.key = ""
+			return false, nil
 		}
 		return false, err
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	auditlogpb "github.com/gravitational/teleport/api/gen/proto/go/teleport/auditlog/v1"
+	"github.com/gravitational/trace"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/proto"
@@ -515,4 +516,46 @@ func TestSearchSkipsAnOversizedEventAtTheWindowEnd(t *testing.T) {
 	assert.Equal(t, []string{"e0", "e1", "e2"}, k.ids)
 	assert.Equal(t, int64(1), s.Stats.Oversized.Load())
 	assert.Greater(t, s.Position().From, t0.Add(2*time.Hour).Unix(), "closed windows move the position")
+}
+
+// keysRefused is a server that refuses every page key, as after an
+// upgrade that changed their format, with its backend's message.
+type keysRefused struct {
+	teleportsrc.Client
+	err error
+}
+
+func (c keysRefused) SearchEvents(ctx context.Context, req *auditlogpb.GetUnstructuredEventsRequest) (teleportsrc.Page, error) {
+	if req.GetStartKey() != "" {
+		return teleportsrc.Page{}, c.err
+	}
+	return c.Client.SearchEvents(ctx, req)
+}
+
+// A page key the server refuses is dropped: the reader asks again from its
+// position, which loses and repeats nothing.
+func TestSearchDropsAPageKeyTheServerRefuses(t *testing.T) {
+	for backend, err := range map[string]error{
+		"athena":    trace.BadParameter("unsupported keyset format: illegal base64 data at input byte 4"),
+		"firestore": errors.New(`failed to parse startKey, expected integer but found: "{\"date\":\"2026-05-01\"}"`),
+		"dynamodb":  errors.New("invalid character 'a' looking for beginning of value"),
+		"aws":       errors.New("ValidationException: The provided starting key is invalid: The provided key element does not match the schema"),
+	} {
+		t.Run(backend, func(t *testing.T) {
+			m := &memlog.Log{}
+			for i := 0; i < 10; i++ {
+				m.Add(memlog.Event(fmt.Sprint("e", i), "x", t0.Add(time.Duration(i)*time.Second)))
+			}
+			var warned []string
+			s := teleportsrc.NewSearch(teleportsrc.SearchConfig{Window: time.Hour, PageSize: 3,
+				Warnf: func(f string, a ...any) { warned = append(warned, fmt.Sprintf(f, a...)) }},
+				teleportsrc.SearchPosition{From: t0.Unix()}, (&clock{t0.Add(time.Hour)}).now)
+			k := &sink{}
+			drain(t, s, keysRefused{m, err}, k)
+			assert.Equal(t, ids("e", 10), k.ids)
+			require.NotEmpty(t, warned)
+			assert.Contains(t, warned[0], "refused the page key")
+		})
+	}
+	assert.False(t, teleportsrc.KeyRefused(errors.New("connection reset by peer")))
 }
