@@ -191,7 +191,7 @@ func (s *Search) Step(ctx context.Context, c Client, sink Sink) (idle bool, err 
 	page, err := c.SearchEvents(ctx, searchRequest(s.cfg.Types, s.cfg.PageSize, s.from, s.to, s.key))
 	if err != nil {
 		if big, ok := ParseOversized(err); ok {
-			return false, s.skipOversized(ctx, c, big)
+			return false, s.skipOversized(ctx, c, sink, big)
 		}
 		if s.key != "" && KeyRefused(err) {
 			s.cfg.Warnf("Teleport refused the page key it gave out (%s): reading again from the saved position %s, which repeats nothing",

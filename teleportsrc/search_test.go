@@ -199,7 +199,7 @@ func TestSearchPollRereadsOnlyTheLastSecond(t *testing.T) {
 }
 
 func TestSearchSecondGranularityBackend(t *testing.T) {
-	m := &memlog.Log{SecondGranularity: true}
+	m := &memlog.Log{Granularity: time.Second}
 	for i := 0; i < 100; i++ {
 		m.Add(memlog.Event(fmt.Sprint("e", i), "x", t0.Add(time.Duration(i)*250*time.Millisecond)))
 	}
@@ -213,7 +213,7 @@ func TestSearchSecondGranularityBackend(t *testing.T) {
 }
 
 func TestSearchResumesFromAnyPositionWithoutLossOrRepeat(t *testing.T) {
-	m := &memlog.Log{SecondGranularity: true}
+	m := &memlog.Log{Granularity: time.Second}
 	for i := 0; i < 200; i++ {
 		m.Add(memlog.Event(fmt.Sprint("e", i), "x", t0.Add(time.Duration(i)*300*time.Millisecond)))
 	}
@@ -558,4 +558,41 @@ func TestSearchDropsAPageKeyTheServerRefuses(t *testing.T) {
 		})
 	}
 	assert.False(t, teleportsrc.KeyRefused(errors.New("connection reset by peer")))
+}
+
+// Skipping an oversized event makes progress whatever the backend's time
+// granularity: a backend that keeps seconds (DynamoDB, Firestore) or
+// milliseconds (Athena) truncates a resume point just after the event back
+// to before it, so the same event would come back every cycle. The events
+// after it in its second are still handed over, once and in order.
+func TestSearchSkipsOversizedEventsOnCoarseBackends(t *testing.T) {
+	for _, g := range []time.Duration{time.Second, time.Millisecond, 0} {
+		t.Run(fmt.Sprint(g), func(t *testing.T) {
+			m := &memlog.Log{MaxEventBytes: 2000, Granularity: g}
+			var want []string
+			for i := 0; i < 20; i++ {
+				sec := t0.Add(time.Duration(i/4) * time.Second)
+				tm := sec.Add(time.Duration(i%4)*200*time.Millisecond + 100*time.Microsecond)
+				if i == 9 || i == 15 { // mid-second, and last of its second
+					m.Add(memlog.EventWith(fmt.Sprint("big", i), "db.session.query", tm, map[string]any{"query": strings.Repeat("x", 5000)}))
+					continue
+				}
+				id := fmt.Sprint("e", i)
+				m.Add(memlog.Event(id, "x", tm))
+				want = append(want, id)
+			}
+			s := teleportsrc.NewSearch(teleportsrc.SearchConfig{Window: time.Hour, PageSize: 3},
+				teleportsrc.SearchPosition{From: t0.Unix()}, (&clock{t0.Add(time.Hour)}).now)
+			k := &sink{}
+			idle := false
+			for i := 0; i < 200 && !idle; i++ {
+				var err error
+				idle, err = s.Step(context.Background(), m, k)
+				require.NoError(t, err)
+			}
+			require.True(t, idle, "the reader stalls on the oversized event")
+			assert.Equal(t, want, k.ids)
+			assert.Equal(t, int64(2), s.Stats.Oversized.Load())
+		})
+	}
 }
