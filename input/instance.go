@@ -75,6 +75,9 @@ type Instance struct {
 
 	stats        Stats
 	expiryWarned atomic.Int64 // the identity expiry last warned about (unix seconds)
+
+	blockedMu  sync.Mutex
+	blockedMsg string // the fault that blocks the export, "" if none
 }
 
 // Stats are the instance's counters, safe to read from any goroutine.
@@ -87,6 +90,7 @@ type Stats struct {
 	Connected      atomic.Bool
 	NewestSecond   atomic.Int64 // the newest audit event handed over (unix seconds)
 	IdentityExpiry atomic.Int64 // unix seconds, 0 if unknown
+	Blocked        atomic.Bool  // a fault retrying cannot heal holds the export
 }
 
 // New opens the position store; it does not touch the network, so it is
