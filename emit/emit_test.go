@@ -452,12 +452,12 @@ func TestTakeIntoSharesTheLimits(t *testing.T) {
 	ctx := context.Background()
 	for i := 0; i < 5; i++ {
 		require.NoError(t, a.Put(ctx, Item{Rec: []byte("aaaaaaaaaa"), Mark: mark{"a", fmt.Sprint(i)}}))
-		require.NoError(t, b.Put(ctx, Item{Rec: []byte("bbbbbbbbbb"), Mark: mark{"b", fmt.Sprint(i)}, Seen: &cursor.Seen{Date: "x", UID: fmt.Sprint(i)}}))
+		require.NoError(t, b.Put(ctx, Item{Rec: []byte("bbbbbbbbbb"), Mark: mark{"b", fmt.Sprint(i)}, Seen: &cursor.Seen{Second: 7, UID: fmt.Sprint(i)}}))
 	}
 	batch := a.Take(7, 1000)
 	b.TakeInto(batch, 7, 1000)
 	assert.Len(t, batch.Records, 7, "5 from a, 2 from b")
-	assert.Equal(t, []cursor.Seen{{Date: "x", UID: "0"}, {Date: "x", UID: "1"}}, batch.Seen)
+	assert.Equal(t, []cursor.Seen{{Second: 7, UID: "0"}, {Second: 7, UID: "1"}}, batch.Seen)
 	r, _ := b.Len()
 	assert.Equal(t, 3, r)
 }

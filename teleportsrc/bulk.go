@@ -310,13 +310,15 @@ func (b *Bulk) exportChunk(ctx context.Context, c Client, sink Sink, day time.Ti
 	err := c.ExportEvents(ctx, day, p.Chunk, p.Cursor, func(ev *Event, next string) error {
 		at := p
 		at.Cursor = next
-		owned := b.owned(ev)
+		owned, err := b.owned(ev)
+		if err != nil {
+			return err
+		}
 		if owned && b.cfg.Watch != nil {
 			// Not before: recordings of uploads before the start, or that
 			// the search watched before a switch, are not this export's.
 			b.cfg.Watch(ev)
 		}
-		var err error
 		if owned && b.filter.keep(ev.Type) {
 			// Every event of an open date goes into the index, so that a
 			// switch to search can tell what this export handed over.
@@ -342,11 +344,15 @@ func (b *Bulk) exportChunk(ctx context.Context, c Client, sink Sink, day time.Ti
 
 // owned applies start_time (and start_after_uid) and the switch point from
 // search: whether the event is this export's to hand over, filters aside.
-func (b *Bulk) owned(ev *Event) bool {
+func (b *Bulk) owned(ev *Event) (bool, error) {
 	if ev.Seconds < b.cfg.Start.Unix() || (ev.Seconds == b.cfg.Start.Unix() && slices.Contains(b.cfg.StartTail, ev.ID)) {
-		return false
+		return false, nil
 	}
-	return b.cfg.After == nil || !b.searchHandedOver(ev)
+	if b.cfg.After == nil {
+		return true, nil
+	}
+	searched, err := b.searchHandedOver(ev)
+	return !searched, err
 }
 
 // searchHandedOver reports whether the search, before the switch, handed ev
@@ -354,18 +360,21 @@ func (b *Bulk) owned(ev *Event) bool {
 // became visible only after the search passed them. Those recent enough
 // for its re-scan it may have handed over late, and it recorded every
 // recent event it handed over in the index; the index decides for them.
-func (b *Bulk) searchHandedOver(ev *Event) bool {
+func (b *Bulk) searchHandedOver(ev *Event) (bool, error) {
 	a := b.cfg.After
 	if ev.Seconds > a.From {
-		return false
+		return false, nil
 	}
 	if !mayRescan(ev.Seconds, b.now(), b.cfg.Settle) {
-		return a.HandedOver(ev.Seconds, ev.ID)
+		return a.HandedOver(ev.Seconds, ev.ID), nil
 	}
 	if ev.Seconds == a.From && a.HandedOver(ev.Seconds, ev.ID) {
-		return true
+		return true, nil
 	}
-	return b.cfg.Index != nil && b.cfg.Index.Seen(ev.Date(), ev.ID)
+	if b.cfg.Index == nil {
+		return false, nil
+	}
+	return b.cfg.Index.Seen(ev.Seconds, ev.ID)
 }
 
 // finishDate records a date as done and drops its chunk positions.

@@ -44,7 +44,7 @@ func (c *committing) Event(_ context.Context, ev *teleportsrc.Event, after curso
 	c.ids = append(c.ids, ev.ID)
 	var seen []cursor.Seen
 	if ev.Remember {
-		seen = []cursor.Seen{{Date: ev.Date(), UID: ev.ID}}
+		seen = []cursor.Seen{{Second: ev.Seconds, UID: ev.ID}}
 	}
 	return c.sp.Commit([]cursor.Mark{after}, seen)
 }
@@ -172,7 +172,7 @@ func TestBulkFiltersStartTimeAndTheSwitchFromSearch(t *testing.T) {
 	// everything up to minute 20, and the index holds a recent one it
 	// delivered (minute 18).
 	sp := space(t)
-	require.NoError(t, sp.Commit(nil, []cursor.Seen{{Date: day.Format(time.DateOnly), UID: "d0-17"}}))
+	require.NoError(t, sp.Commit(nil, []cursor.Seen{{Second: day.Add(18 * time.Minute).Unix(), UID: "d0-17"}}))
 	after := teleportsrc.SearchPosition{From: day.Add(20 * time.Minute).Unix(), Tail: []string{"d0-19"}}
 	k = &committing{sp: sp}
 	switchedAt := day.Add(22 * time.Minute)
@@ -192,10 +192,10 @@ func TestBulkFiltersStartTimeAndTheSwitchFromSearch(t *testing.T) {
 
 type spaceIndex struct{ sp *cursor.Space }
 
-func (i spaceIndex) Seen(date, uid string) bool {
+func (i spaceIndex) Seen(sec int64, uid string) (bool, error) {
 	found := false
-	_ = i.sp.LoadSeen(date, func(h cursor.UIDHash) { found = found || h == cursor.HashUID(uid) })
-	return found
+	err := i.sp.LoadSeen(sec, func(h cursor.UIDHash) { found = found || h == cursor.HashUID(uid) })
+	return found, err
 }
 
 func indexOf(sp *cursor.Space) teleportsrc.Index { return spaceIndex{sp} }
@@ -221,8 +221,7 @@ func TestBulkExportsTheRestOfTheSecondTheSearchStoppedIn(t *testing.T) {
 			after := teleportsrc.SearchPosition{From: sec.Unix(), Tail: []string{"a"}}
 			sp := space(t)
 			// What the search handed over, remembered as recent events.
-			date := sec.UTC().Format(time.DateOnly)
-			require.NoError(t, sp.Commit(nil, []cursor.Seen{{Date: date, UID: "before"}, {Date: date, UID: "a"}}))
+			require.NoError(t, sp.Commit(nil, []cursor.Seen{{Second: sec.Add(-time.Second).Unix(), UID: "before"}, {Second: sec.Unix(), UID: "a"}}))
 			k := &committing{sp: sp}
 			b := teleportsrc.NewBulk(teleportsrc.BulkConfig{Start: sec.Add(-time.Hour), Revisit: 2, Poll: time.Hour,
 				After: &after, Settle: 5 * time.Minute, Index: indexOf(sp)}, teleportsrc.BulkState{}, func() time.Time { return now })

@@ -332,10 +332,10 @@ func TestParsePageMatchesProtobuf(t *testing.T) {
 	assert.Error(t, err)
 }
 
-// index is a delivered-event index in memory.
+// index is a delivered-event index in memory, by uid.
 type index map[string]bool
 
-func (i index) Seen(date, uid string) bool { return i[date+"/"+uid] }
+func (i index) Seen(_ int64, uid string) (bool, error) { return i[uid], nil }
 
 func TestSearchFindsLateEventsOnceAndOnlyRecentOnes(t *testing.T) {
 	m := &memlog.Log{}
@@ -419,7 +419,7 @@ func TestSearchAfterBulkSkipsWhatTheIndexHolds(t *testing.T) {
 	}
 	idx := index{}
 	for _, i := range []int{0, 1, 2, 5} { // handed over by the bulk export
-		idx[t0.Format(time.DateOnly)+"/e"+fmt.Sprint(i)] = true
+		idx["e"+fmt.Sprint(i)] = true
 	}
 	s := teleportsrc.NewSearch(teleportsrc.SearchConfig{Window: time.Hour, PageSize: 3, Index: idx},
 		teleportsrc.SearchPosition{From: t0.Unix(), CheckUntil: t0.Add(6 * time.Minute).Unix()}, (&clock{t0.Add(time.Hour)}).now)
@@ -595,4 +595,31 @@ func TestSearchSkipsOversizedEventsOnCoarseBackends(t *testing.T) {
 			assert.Equal(t, int64(2), s.Stats.Oversized.Load())
 		})
 	}
+}
+
+// failingIndex cannot read the db.
+type failingIndex struct{ fails int }
+
+func (f *failingIndex) Seen(int64, string) (bool, error) {
+	if f.fails > 0 {
+		f.fails--
+		return false, errors.New("badger: read failed")
+	}
+	return false, nil
+}
+
+// An index that cannot be read fails the step, which is retried: the
+// reader never takes a failed read for "not handed over".
+func TestSearchIndexErrorsFailTheStep(t *testing.T) {
+	m := &memlog.Log{}
+	m.Add(memlog.Event("e0", "x", t0.Add(time.Minute)))
+	idx := &failingIndex{fails: 1}
+	s := teleportsrc.NewSearch(teleportsrc.SearchConfig{Window: time.Hour, PageSize: 10, Index: idx},
+		teleportsrc.SearchPosition{From: t0.Unix(), CheckUntil: t0.Add(time.Hour).Unix()}, (&clock{t0.Add(time.Hour)}).now)
+	k := &sink{}
+	_, err := s.Step(context.Background(), m, k)
+	require.ErrorContains(t, err, "badger: read failed")
+	assert.Empty(t, k.ids)
+	drain(t, s, m, k)
+	assert.Equal(t, []string{"e0"}, k.ids)
 }
