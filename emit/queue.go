@@ -69,7 +69,7 @@ func (q *Queue) Put(ctx context.Context, it Item) error {
 					q.run = map[string]int{}
 				}
 				q.run[it.Mark.Key()] = len(q.items) - 1
-			default:
+			case len(q.run) > 0:
 				clear(q.run)
 			}
 			if it.Rec != nil {
@@ -145,7 +145,7 @@ func (q *Queue) TakeInto(b *Batch, maxRecords, maxBytes int) {
 		}
 		q.items[i] = Item{}
 	}
-	if i > q.head {
+	if i > q.head && len(q.run) > 0 {
 		// The items move; the run, if any was left, starts over (a batch
 		// took it whole or not at all, so this only forgoes coalescing).
 		clear(q.run)
