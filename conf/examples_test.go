@@ -92,7 +92,7 @@ func yamlString(v any) string {
 func TestExamplesUseOnlyRealSettings(t *testing.T) {
 	inputs := teleportInputs(t)
 	require.NotEmpty(t, inputs)
-	for _, dest := range []string{"elasticsearch", "splunk", "datadog", "http", "stdout"} {
+	for _, dest := range []string{"elasticsearch", "elastic-integration", "splunk", "datadog", "http", "stdout"} {
 		for _, ext := range []string{".conf", ".yaml"} {
 			require.Len(t, inputs[filepath.Join("examples", "destinations", dest+ext)], 1, "the %s%s destination example has its teleport input checked", dest, ext)
 		}
