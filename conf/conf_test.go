@@ -178,9 +178,12 @@ func TestKeysAndDefaultsAgree(t *testing.T) {
 		assert.True(t, keys[k], k)
 	}
 	// Fluent Bit consumes these before the plugin sees them.
-	for _, reserved := range []string{"host", "port", "tag", "alias", "tls", "listen", "log_level"} {
-		assert.False(t, keys[reserved], reserved)
+	for k := range keys {
+		assert.False(t, isCoreInputKey(t, k), "%s is a key of Fluent Bit's core", k)
 	}
+	assert.True(t, isCoreInputKey(t, "TLS.verify"))
+	assert.True(t, isCoreInputKey(t, "net.keepalive"))
+	assert.False(t, isCoreInputKey(t, "tls.nonsense"))
 }
 
 // The summary logged at start-up names the credential files and never
