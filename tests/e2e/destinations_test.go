@@ -67,10 +67,10 @@ func newScenario(t *testing.T, name string, seed int64, n int) *scenario {
 	}
 	for _, ev := range s.audit {
 		s.byID[ev.GetID()] = ev
-		s.want[ev.GetID()] = teleportJSON(t, ev)
+		s.want[ev.GetID()] = testenv.TeleportJSON(t, ev)
 	}
 	for _, ev := range s.session {
-		m := teleportJSON(t, ev)
+		m := testenv.TeleportJSON(t, ev)
 		m["teleport_stream"] = "session"
 		m["sid"] = s.sid
 		s.byID[ev.GetID()] = ev
@@ -79,16 +79,6 @@ func newScenario(t *testing.T, name string, seed int64, n int) *scenario {
 	require.Equal(t, len(s.audit)+len(s.session), len(s.want), "unique uids")
 	require.NotEmpty(t, s.session)
 	return s
-}
-
-// teleportJSON is the event as Teleport's JSON has it.
-func teleportJSON(t *testing.T, ev apievents.AuditEvent) map[string]any {
-	t.Helper()
-	b, err := json.Marshal(ev)
-	require.NoError(t, err)
-	var m map[string]any
-	require.NoError(t, json.Unmarshal(b, &m))
-	return m
 }
 
 func ids(evs []apievents.AuditEvent) []string {

@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"encoding/base64"
 	"encoding/json"
 	"sort"
 	"testing"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/fluent-bit-teleport/fluent-bit-teleport/tests/flbhost"
 	"github.com/fluent-bit-teleport/fluent-bit-teleport/tests/teleportfake"
+	"github.com/fluent-bit-teleport/fluent-bit-teleport/tests/testenv"
 )
 
 // With format message, each record's "message" is the event's JSON text and
@@ -58,7 +58,7 @@ func TestFormatMessageIsTheEventJSON(t *testing.T) {
 		require.True(t, ok, "message is a string: %v", r.Body)
 		var got map[string]any
 		require.NoError(t, json.Unmarshal([]byte(msg), &got), msg)
-		assert.Equal(t, teleportJSON(t, want), got, "%s event %s", want.GetType(), want.GetID())
+		assert.Equal(t, testenv.TeleportJSON(t, want), got, "%s event %s", want.GetType(), want.GetID())
 	}
 	for i, ev := range audit {
 		check(ev, gotAudit[i])
@@ -78,18 +78,4 @@ func TestFormatMessageIsTheEventJSON(t *testing.T) {
 		teleportfake.TypeSessionJoin, teleportfake.TypeSessionLeave, teleportfake.TypeSessionStart, teleportfake.TypeSessionUpload,
 		teleportfake.TypeUserCreate, teleportfake.TypeUserLogin,
 	}, seen, "every event type the test double generates")
-}
-
-// teleportJSON is the event as Teleport's JSON has it, plus the base64 "data"
-// Teleport adds to a print event's unstructured form.
-func teleportJSON(t *testing.T, ev apievents.AuditEvent) map[string]any {
-	t.Helper()
-	b, err := json.Marshal(ev)
-	require.NoError(t, err)
-	var m map[string]any
-	require.NoError(t, json.Unmarshal(b, &m))
-	if p, ok := ev.(*apievents.SessionPrint); ok {
-		m["data"] = base64.StdEncoding.EncodeToString(p.Data)
-	}
-	return m
 }
