@@ -112,7 +112,7 @@ func New(o Options) (*Instance, error) {
 		sessions: emit.NewQueue(o.Config.BatchMaxRecords, o.Config.BatchMaxBytes),
 		done:     make(chan struct{}),
 	}
-	x.encoders.New = func() any { return &encoder{} }
+	x.encoders.New = func() any { return &encoder{enc: emit.Encoder{Message: o.Config.Format == conf.FormatMessage}} }
 	if o.Config.MetricsListen != "" {
 		unregister, err := metrics.Register(o.Config.MetricsListen, x.Snapshot)
 		if err != nil {
