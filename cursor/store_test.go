@@ -221,3 +221,25 @@ func TestIndexIsKeptByHour(t *testing.T) {
 		at(23, 0): {HashUID("late")},
 	}, byHour)
 }
+
+// A kill -9 between Badger creating a memtable file and its first write
+// leaves a 0-byte .mem file, and badger.Open then fails with "Create a new
+// file" (dgraph-io/badger#2207), so the plugin could not start after a crash.
+func TestOpenAfterACrashLeftAnEmptyMemtable(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, testLog{t})
+	require.NoError(t, err)
+	require.NoError(t, s.Space("a").Set("pos", []byte("42")))
+	require.NoError(t, s.Close())
+	mems, _ := filepath.Glob(filepath.Join(dir, "*.mem"))
+	next := len(mems) + 100
+	require.NoError(t, os.WriteFile(filepath.Join(dir, fmt.Sprintf("%05d.mem", next)), nil, 0o600))
+
+	s, err = Open(dir, testLog{t})
+	require.NoError(t, err)
+	defer s.Close()
+	v, ok, err := s.Space("a").Get("pos")
+	require.NoError(t, err)
+	require.True(t, ok)
+	assert.Equal(t, "42", string(v))
+}
