@@ -7,21 +7,6 @@
 
 #include "shim.h"
 
-/* Fluent Bit keeps the name and description pointers, so they must live as
- * long as the process: static storage. */
-static char plugin_name[] = "teleport";
-static char plugin_description[] = "Teleport audit events";
-
-void tp_register(void *def)
-{
-    struct tp_proxy_def *d = def;
-    d->type = TP_FLB_PROXY_INPUT_PLUGIN;
-    d->proxy = TP_FLB_PROXY_GOLANG;
-    d->flags = 0;
-    d->name = plugin_name;
-    d->description = plugin_description;
-}
-
 void *tp_api(void *plugin) { return ((struct tp_input_plugin *) plugin)->api; }
 
 void *tp_instance(void *plugin) { return ((struct tp_input_plugin *) plugin)->i_ins; }
@@ -29,12 +14,6 @@ void *tp_instance(void *plugin) { return ((struct tp_input_plugin *) plugin)->i_
 void tp_set_context(void *plugin, void *remote_context)
 {
     ((struct tp_input_plugin *) plugin)->context->remote_context = remote_context;
-}
-
-const char *tp_get_property(void *plugin, const char *key)
-{
-    struct tp_input_plugin *p = plugin;
-    return p->api->input_get_property(key, p->i_ins);
 }
 
 int tp_log_check(void *api, void *ins, int level)
@@ -159,7 +138,9 @@ int tp_list_properties(void *api, void *ins, const char *known_key, char *out, i
  * labelled with the instance's name. The layouts below are those of Fluent
  * Bit 5.1.1; every read of them goes through safe_read, so a different layout
  * finds nothing instead of crashing, and the plugin falls back to its time
- * rule. The values are read with Fluent Bit's own cmt_counter_get_val().
+ * rule. The values are read with Fluent Bit's own cmt_counter_get_val(): the
+ * labelled metric exists from Init (flb_input.c sets it to 0), so the lookup
+ * does not race with an insert, and cmetrics loads the value atomically.
  */
 struct tp_cmt_opts { char *ns, *subsystem, *name, *description, *fqname; int resource_index; };
 struct tp_cmt_counter { struct tp_cmt_opts opts; void *map; struct tp_mk_list _head; };
