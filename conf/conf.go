@@ -77,6 +77,8 @@ type Config struct {
 
 	MetricsListen  string // host:port of the Prometheus endpoint, "" = off
 	StatusInterval time.Duration
+
+	Election Election
 }
 
 // Export modes.
@@ -199,6 +201,8 @@ var settings = []setting{
 		}},
 }
 
+func init() { settings = append(settings, electionSettings...) }
+
 // Keys lists every setting the plugin accepts.
 func Keys() []string {
 	keys := make([]string, len(settings))
@@ -243,6 +247,7 @@ func Parse(g Getter) (Config, error) {
 		}
 	}
 	errs = append(errs, c.checkCredentials()...)
+	errs = append(errs, c.checkElection()...)
 	if c.StartAfterUID != "" && c.StartTime.IsZero() {
 		errs = append(errs, fmt.Errorf("setting %q needs start_time: a time at or up to 48h before that event, such as the Event Handler's window_time", "start_after_uid"))
 	}
@@ -324,7 +329,7 @@ func (c Config) Summary() string {
 	return fmt.Sprintf("addr=%s %s db=%s start_time=%s export_mode=%s export_concurrency=%d window_size=%s page_size=%d poll_interval=%s settle_period=%s types=%s skip_event_types=%s sessions=%s batch_max_records=%d batch_max_bytes=%d dial_timeout=%s metrics_listen=%s status_interval=%s",
 		c.Addr, creds, c.DB, start, c.ExportMode, c.ExportConcurrency, c.WindowSize, c.PageSize, c.PollInterval, c.SettlePeriod,
 		joinOr(c.Types, "all"), joinOr(c.SkipEventTypes, "none"), sessions, c.BatchMaxRecords, c.BatchMaxBytes, c.DialTimeout,
-		metrics, c.StatusInterval)
+		metrics, c.StatusInterval) + c.Election.summary()
 }
 
 func joinOr(l []string, empty string) string {
