@@ -57,6 +57,7 @@ type Instance struct {
 	readers atomic.Pointer[readers]
 	// unregisterMetrics removes the instance from the metrics endpoint.
 	unregisterMetrics func()
+	lead              *leadership // nil without leader election
 
 	// Audit events and session recordings queue apart, so that neither
 	// holds the other up.
@@ -99,6 +100,10 @@ func New(o Options) (*Instance, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	lead, err := newLeadership(&o)
+	if err != nil {
+		return nil, err
+	}
 	store, err := cursor.Open(o.Config.DB, o.Log)
 	if err != nil {
 		return nil, err
@@ -106,6 +111,7 @@ func New(o Options) (*Instance, error) {
 	x := &Instance{
 		cfg: o.Config, name: o.Name, log: o.Log, dial: o.Dial, now: o.Now,
 		store:    store,
+		lead:     lead,
 		audit:    emit.NewQueue(o.Config.BatchMaxRecords, o.Config.BatchMaxBytes),
 		sessions: emit.NewQueue(o.Config.BatchMaxRecords, o.Config.BatchMaxBytes),
 		done:     make(chan struct{}),
@@ -140,7 +146,7 @@ func (x *Instance) Start() {
 				x.statusLoop(ctx, x.cfg.StatusInterval)
 			}()
 		}
-		x.run(ctx)
+		x.export(ctx)
 	}()
 }
 
@@ -221,7 +227,7 @@ func (x *Instance) waitRunning(ctx context.Context) error {
 // what it took then would sit in a ring buffer that is not drained while
 // paused, or be dropped at shutdown after the position moved past it.
 func (x *Instance) Collect() *emit.Batch {
-	if x.Paused() {
+	if x.Paused() || x.standingBy() {
 		return &emit.Batch{}
 	}
 	maxRec, maxBytes := x.cfg.BatchMaxRecords, x.cfg.BatchMaxBytes

@@ -28,6 +28,7 @@ func (x *Instance) Snapshot() metrics.Snapshot {
 	if sec := x.stats.IdentityExpiry.Load(); sec > 0 {
 		s.IdentityExpiry = time.Unix(sec, 0)
 	}
+	x.leaderSnapshot(&s)
 	audit, _ := x.audit.Len()
 	sessions, _ := x.sessions.Len()
 	s.QueuedRecords = audit + sessions
@@ -67,6 +68,8 @@ func statusLine(prev, now metrics.Snapshot, interval time.Duration, at time.Time
 	var b strings.Builder
 	state := "disconnected"
 	switch {
+	case now.Election && !now.Leader:
+		state = "standing by"
 	case now.Paused:
 		state = "paused by Fluent Bit"
 	case now.Connected && now.CaughtUp:
@@ -86,6 +89,9 @@ func statusLine(prev, now metrics.Snapshot, interval time.Duration, at time.Time
 	if d := now.Retries - prev.Retries; d > 0 {
 		fmt.Fprintf(&b, "; %d retries", d)
 	}
+	if now.Election {
+		fmt.Fprintf(&b, "; leader %s (this pod: %s)", or(now.Holder, "unknown"), now.Identity)
+	}
 	if !now.IdentityExpiry.IsZero() {
 		fmt.Fprintf(&b, "; identity valid until %s", now.IdentityExpiry.UTC().Format(time.RFC3339))
 	}
@@ -100,4 +106,11 @@ func byteSize(n int64) string {
 		return fmt.Sprintf("%.1f kB", float64(n)/1e3)
 	}
 	return fmt.Sprintf("%d B", n)
+}
+
+func or(s, empty string) string {
+	if s == "" {
+		return empty
+	}
+	return s
 }
