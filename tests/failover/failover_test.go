@@ -354,5 +354,3 @@ func records(t *testing.T, p *pod) []timedRecord {
 	}
 	return out
 }
-
-

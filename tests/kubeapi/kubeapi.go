@@ -49,10 +49,10 @@ const (
 
 // Cluster is a running API server.
 type Cluster struct {
-	URL    string // https://127.0.0.1:port
-	CA     []byte // PEM
-	Admin  kubernetes.Interface
-	dir string
+	URL   string // https://127.0.0.1:port
+	CA    []byte // PEM
+	Admin kubernetes.Interface
+	dir   string
 }
 
 // Binaries returns the paths of kube-apiserver and etcd in build/, failing

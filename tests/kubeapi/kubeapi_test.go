@@ -2,8 +2,8 @@ package kubeapi
 
 import (
 	"context"
-	"errors"
 	"crypto/rand"
+	"errors"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
