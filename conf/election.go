@@ -34,11 +34,12 @@ const (
 // dnsSubdomain is what Kubernetes accepts as a Lease or ConfigMap name.
 var dnsSubdomain = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
 
-func durationSetting(key, def, accepts string, lo, hi time.Duration, field func(*Config) *time.Duration) setting {
-	return setting{key: key, def: def, accepts: accepts, apply: func(c *Config, v string) (err error) {
+// durationIn applies a duration from lo to hi to a field.
+func durationIn(lo, hi time.Duration, field func(*Config) *time.Duration) func(*Config, string) error {
+	return func(c *Config, v string) (err error) {
 		*field(c), err = parseDurationIn(v, lo, hi)
 		return err
-	}}
+	}
 }
 
 var electionSettings = []setting{
@@ -71,16 +72,16 @@ var electionSettings = []setting{
 		}},
 	{key: "kubeconfig", accepts: "path of a kubeconfig file (default: the pod's service account)",
 		apply: func(c *Config, v string) error { c.Election.Kubeconfig = v; return nil }},
-	durationSetting("lease_duration", "15s", "a duration from 2s to 5m, longer than renew_deadline", 2*time.Second, 5*time.Minute,
-		func(c *Config) *time.Duration { return &c.Election.LeaseDuration }),
-	durationSetting("renew_deadline", "10s", "a duration from 1s to 5m, shorter than lease_duration and longer than retry_period", time.Second, 5*time.Minute,
-		func(c *Config) *time.Duration { return &c.Election.RenewDeadline }),
-	durationSetting("retry_period", "2s", "a duration from 100ms to 1m, shorter than renew_deadline", 100*time.Millisecond, time.Minute,
-		func(c *Config) *time.Duration { return &c.Election.RetryPeriod }),
-	durationSetting("handover_interval", "5s", "a duration from 1s to 5m", time.Second, 5*time.Minute,
-		func(c *Config) *time.Duration { return &c.Election.HandoverInterval }),
-	durationSetting("replay_margin", "1m", "a duration from 0 (off) to 24h", 0, 24*time.Hour,
-		func(c *Config) *time.Duration { return &c.Election.ReplayMargin }),
+	{key: "lease_duration", def: "15s", accepts: "a duration from 2s to 5m, longer than renew_deadline",
+		apply: durationIn(2*time.Second, 5*time.Minute, func(c *Config) *time.Duration { return &c.Election.LeaseDuration })},
+	{key: "renew_deadline", def: "10s", accepts: "a duration from 1s to 5m, shorter than lease_duration and longer than retry_period",
+		apply: durationIn(time.Second, 5*time.Minute, func(c *Config) *time.Duration { return &c.Election.RenewDeadline })},
+	{key: "retry_period", def: "2s", accepts: "a duration from 100ms to 1m, shorter than renew_deadline",
+		apply: durationIn(100*time.Millisecond, time.Minute, func(c *Config) *time.Duration { return &c.Election.RetryPeriod })},
+	{key: "handover_interval", def: "5s", accepts: "a duration from 1s to 5m",
+		apply: durationIn(time.Second, 5*time.Minute, func(c *Config) *time.Duration { return &c.Election.HandoverInterval })},
+	{key: "replay_margin", def: "1m", accepts: "a duration from 0 (off) to 24h",
+		apply: durationIn(0, 24*time.Hour, func(c *Config) *time.Duration { return &c.Election.ReplayMargin })},
 }
 
 // checkElection checks the lease timing together.

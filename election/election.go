@@ -145,7 +145,7 @@ func (e *Elector) lead(outer, parent context.Context, lead func(context.Context)
 	e.transitions.Add(1)
 	id := e.cfg.Identity
 	e.holder.Store(&id)
-	e.cfg.Log.Infof("%s became the leader of lease %s: exporting", id, e.Describe())
+	e.cfg.Log.Infof("became the leader of lease %s: exporting", e.Describe())
 	watchdog := make(chan struct{})
 	go func() {
 		defer close(watchdog)
@@ -165,7 +165,7 @@ func (e *Elector) lead(outer, parent context.Context, lead func(context.Context)
 	case outer.Err() == nil:
 		why = "the lease could not be renewed"
 	}
-	e.cfg.Log.Infof("%s stopped leading lease %s (%s): export stopped", id, e.Describe(), why)
+	e.cfg.Log.Infof("stopped leading lease %s (%s): export stopped", e.Describe(), why)
 }
 
 // errNotRenewed ends a term whose lease was not renewed in time.
@@ -207,7 +207,7 @@ func (e *Elector) release() {
 			LeaderTransitions: rec.LeaderTransitions, LeaseDurationSeconds: 1, RenewTime: now, AcquireTime: now,
 		})
 		if err == nil {
-			e.cfg.Log.Infof("%s released lease %s", e.cfg.Identity, e.Describe())
+			e.cfg.Log.Infof("released lease %s", e.Describe())
 			return
 		}
 		if !apierrors.IsConflict(err) {

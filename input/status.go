@@ -65,11 +65,12 @@ func (x *Instance) statusLoop(ctx context.Context, interval time.Duration) {
 }
 
 func statusLine(prev, now metrics.Snapshot, interval time.Duration, at time.Time) string {
+	if now.Election && !now.Leader {
+		return fmt.Sprintf("status: standing by; lease holder %s (this pod: %s)", or(now.Holder, "none yet"), now.Identity)
+	}
 	var b strings.Builder
 	state := "disconnected"
 	switch {
-	case now.Election && !now.Leader:
-		state = "standing by"
 	case now.Paused:
 		state = "paused by Fluent Bit"
 	case now.Connected && now.CaughtUp:
@@ -90,7 +91,7 @@ func statusLine(prev, now metrics.Snapshot, interval time.Duration, at time.Time
 		fmt.Fprintf(&b, "; %d retries", d)
 	}
 	if now.Election {
-		fmt.Fprintf(&b, "; leader %s (this pod: %s)", or(now.Holder, "unknown"), now.Identity)
+		fmt.Fprintf(&b, "; lease holder (this pod): %s", now.Identity)
 	}
 	if !now.IdentityExpiry.IsZero() {
 		fmt.Fprintf(&b, "; identity valid until %s", now.IdentityExpiry.UTC().Format(time.RFC3339))
