@@ -13,6 +13,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
+
+	"github.com/fluent-bit-teleport/fluent-bit-teleport/tests/testenv"
 )
 
 type testLog struct {
@@ -54,27 +56,16 @@ func run(e *Elector, active *atomic.Int32, ends chan<- string) (stop func()) {
 	return func() { cancel(); <-done }
 }
 
-func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %s: %s", within, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func TestOneLeaderAndHandOffAtStop(t *testing.T) {
 	c := fake.NewClientset()
 	a, b := newElector(t, c, "a"), newElector(t, c, "b")
 	var active atomic.Int32
 	ends := make(chan string, 4)
 	stopA := run(a, &active, ends)
-	waitFor(t, 3*time.Second, "a leads", a.Leader)
+	testenv.Eventually(t, 3*time.Second, "a leads", a.Leader)
 	stopB := run(b, &active, ends)
 	defer stopB()
-	waitFor(t, time.Second, "b sees a as holder", func() bool { return b.Holder() == "a" })
+	testenv.Eventually(t, time.Second, "b sees a as holder", func() bool { return b.Holder() == "a" })
 	require.False(t, b.Leader())
 	require.EqualValues(t, 1, active.Load())
 
@@ -84,7 +75,7 @@ func TestOneLeaderAndHandOffAtStop(t *testing.T) {
 	require.False(t, a.Leader())
 	require.EqualValues(t, 2, a.Transitions())
 	// Released, not expired: b need not wait out the 2 s lease.
-	waitFor(t, 1500*time.Millisecond, "b leads after a released", b.Leader)
+	testenv.Eventually(t, 1500*time.Millisecond, "b leads after a released", b.Leader)
 	t.Logf("b led %s after a stopped", time.Since(began))
 	require.EqualValues(t, 1, active.Load())
 	require.Equal(t, "b", b.Holder())
@@ -99,7 +90,7 @@ func TestTermEndsAtRenewDeadline(t *testing.T) {
 	ends := make(chan string, 4)
 	stop := run(a, &active, ends)
 	defer stop()
-	waitFor(t, 3*time.Second, "a leads", a.Leader)
+	testenv.Eventually(t, 3*time.Second, "a leads", a.Leader)
 
 	// The API server stops answering: every call hangs until its context ends.
 	var cut atomic.Bool

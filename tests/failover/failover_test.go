@@ -153,29 +153,7 @@ func TestFailover(t *testing.T) {
 	w := &world{t: t, kube: kube, fake: fake, identity: testenv.Identity(t, fake, teleportfake.IdentityOptions{}),
 		start: time.Now().UTC().Truncate(time.Second), so: testenv.PluginSO(t)}
 
-	// Live events, timed now, as the Auth Service writes them.
-	var emitted []string
-	var emitMu sync.Mutex
-	stopEmit := make(chan struct{})
-	emitDone := make(chan struct{})
-	go func() {
-		defer close(emitDone)
-		gen := teleportfake.NewGenerator(8)
-		tick := time.NewTicker(100 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stopEmit:
-				return
-			case <-tick.C:
-			}
-			evs := gen.Events(eventsPerSec/10, time.Now().UTC(), time.Millisecond)
-			fake.Append(evs...)
-			emitMu.Lock()
-			emitted = append(emitted, testenv.IDs(evs)...)
-			emitMu.Unlock()
-		}
-	}()
+	stopEmitting := testenv.Live(fake, 8, eventsPerSec)
 
 	for range 3 {
 		w.startPod(t)
@@ -222,12 +200,8 @@ func TestFailover(t *testing.T) {
 	settle()
 
 	// Stop emitting and let the leader catch up with everything.
-	close(stopEmit)
-	<-emitDone
-	emitMu.Lock()
-	want := append([]string(nil), emitted...)
-	emitMu.Unlock()
-	count := func() map[string]int {
+	want := stopEmitting()
+	_, dups := testenv.EveryOnce(t, 30*time.Second, want, func() map[string]int {
 		seen := map[string]int{}
 		for _, p := range w.pods {
 			for _, r := range records(t, p) {
@@ -235,21 +209,7 @@ func TestFailover(t *testing.T) {
 			}
 		}
 		return seen
-	}
-	testenv.Eventually(t, 30*time.Second, "every emitted event arrives", func() bool {
-		seen := count()
-		for _, id := range want {
-			if seen[id] == 0 {
-				return false
-			}
-		}
-		return true
 	})
-	seen := count()
-	total := 0
-	for _, n := range seen {
-		total += n
-	}
 
 	// Each record's time is that of the collect that took it.
 	w.mu.Lock()
@@ -309,7 +269,7 @@ func TestFailover(t *testing.T) {
 			f.takeover.Round(10*time.Millisecond), failovers[i].dups, bound)
 		require.LessOrEqual(t, float64(failovers[i].dups), bound)
 	}
-	t.Logf("%d events emitted, %d records, %d duplicates in all", len(want), total, total-len(seen))
+	t.Logf("%d events emitted, %d duplicates in all", len(want), dups)
 	require.Zero(t, failovers[len(failovers)-1].dups, "a clean stop hands over without duplicates")
 	for _, f := range failovers {
 		limit := leaseDuration + 4*time.Second
