@@ -193,9 +193,13 @@ func (e *Elector) watch(ctx context.Context, cancel context.CancelCauseFunc) {
 	}
 }
 
+// releaseTimeout bounds the release: a stopping Fluent Bit must not wait
+// on an API server that does not answer (the lease then expires).
+const releaseTimeout = 2 * time.Second
+
 // release gives the lease up if this candidate still holds it.
 func (e *Elector) release() {
-	ctx, cancel := context.WithTimeout(context.Background(), e.cfg.RenewDeadline)
+	ctx, cancel := context.WithTimeout(context.Background(), min(e.cfg.RenewDeadline, releaseTimeout))
 	defer cancel()
 	for ctx.Err() == nil {
 		rec, _, err := e.lock.Get(ctx)
