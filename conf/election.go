@@ -54,7 +54,7 @@ var electionSettings = []setting{
 			}
 			return errors.New("not a leader election mode")
 		}},
-	{key: "lease_name", accepts: "a Kubernetes object name (lower case letters, digits, '-' and '.', at most 253), used for the Lease and the position ConfigMap",
+	{key: "lease_name", unset: "derived", accepts: "a Kubernetes object name (lower case letters, digits, '-' and '.', at most 253), used for the Lease and the position ConfigMap",
 		apply: func(c *Config, v string) error {
 			c.Election.LeaseName = v
 			if len(v) > 253 || !dnsSubdomain.MatchString(v) {
@@ -62,7 +62,7 @@ var electionSettings = []setting{
 			}
 			return nil
 		}},
-	{key: "lease_namespace", accepts: "a Kubernetes namespace (default: the pod's own)",
+	{key: "lease_namespace", unset: "own", accepts: "a Kubernetes namespace (default: the pod's own)",
 		apply: func(c *Config, v string) error {
 			c.Election.LeaseNamespace = v
 			if len(v) > 63 || !dnsSubdomain.MatchString(v) || strings.Contains(v, ".") {
@@ -70,7 +70,7 @@ var electionSettings = []setting{
 			}
 			return nil
 		}},
-	{key: "kubeconfig", accepts: "path of a kubeconfig file (default: the pod's service account)",
+	{key: "kubeconfig", unset: "in-cluster", accepts: "path of a kubeconfig file (default: the pod's service account)",
 		apply: func(c *Config, v string) error { c.Election.Kubeconfig = v; return nil }},
 	{key: "lease_duration", def: "15s", accepts: "a duration from 2s to 5m, longer than renew_deadline",
 		apply: durationIn(2*time.Second, 5*time.Minute, func(c *Config) *time.Duration { return &c.Election.LeaseDuration })},
@@ -95,23 +95,4 @@ func (c *Config) checkElection() []error {
 			e.RetryPeriod, e.RenewDeadline, e.LeaseDuration)}
 	}
 	return nil
-}
-
-func (e Election) summary() string {
-	if !e.Kubernetes {
-		return " leader_election=off"
-	}
-	name, ns := e.LeaseName, e.LeaseNamespace
-	if name == "" {
-		name = "(from addr and alias)"
-	}
-	if ns == "" {
-		ns = "(the pod's)"
-	}
-	kc := e.Kubeconfig
-	if kc == "" {
-		kc = "(in-cluster)"
-	}
-	return fmt.Sprintf(" leader_election=kubernetes lease_name=%s lease_namespace=%s kubeconfig=%s lease_duration=%s renew_deadline=%s retry_period=%s handover_interval=%s replay_margin=%s",
-		name, ns, kc, e.LeaseDuration, e.RenewDeadline, e.RetryPeriod, e.HandoverInterval, e.ReplayMargin)
 }

@@ -30,12 +30,13 @@ func (sp *Space) ScanPositions(fn func(key string, val []byte) error) error {
 
 // ScanRecentIndex calls fn for every index entry (a key and its packed
 // uid hashes) that may hold events handed over at or after since: what a
-// settle re-scan can still meet. Entries are kept per UTC date, so it
-// returns whole dates.
+// settle re-scan can still meet. Entries are kept per UTC hour (per date
+// for those of an older version), so it returns whole hours.
 func (sp *Space) ScanRecentIndex(since time.Time, fn func(key string, val []byte) error) error {
-	from := seenPrefix + since.UTC().Format(time.DateOnly)
+	hour := seenHour(since.Unix())
+	date := hour[:len(seenPrefix)+len(time.DateOnly)+1]
 	return sp.Scan(seenPrefix, func(key string, val []byte) error {
-		if key < from {
+		if key < date || strings.HasPrefix(key, date+"h") && key < hour {
 			return nil
 		}
 		return fn(key, val)

@@ -68,12 +68,11 @@ func TestStateSize(t *testing.T) {
 	t.Logf("1,500 chunk cursors: %d pairs, %d bytes compressed", len(positions), Size(positions))
 	require.Less(t, Size(positions), MaxStateBytes/4)
 
-	// The index of today, in batches of 500 as commits write it.
-	date := now.Format(time.DateOnly)
+	// The index of the last hour, in batches of 500 as commits write it.
 	for events := 0; events < 40000; events += 500 {
 		var seen []cursor.Seen
 		for range 500 {
-			seen = append(seen, cursor.Seen{Date: date, UID: randHex(16)})
+			seen = append(seen, cursor.Seen{Second: now.Unix() - 60, UID: randHex(16)})
 		}
 		require.NoError(t, sp.Commit(nil, seen))
 	}
@@ -87,7 +86,7 @@ func TestStateSize(t *testing.T) {
 	for events := 0; events < 40000; events += 500 {
 		var seen []cursor.Seen
 		for range 500 {
-			seen = append(seen, cursor.Seen{Date: date, UID: randHex(16)})
+			seen = append(seen, cursor.Seen{Second: now.Unix() - 60, UID: randHex(16)})
 		}
 		require.NoError(t, sp.Commit(nil, seen))
 	}
