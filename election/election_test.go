@@ -62,12 +62,12 @@ func TestOneLeaderAndHandOffAtStop(t *testing.T) {
 	var active atomic.Int32
 	ends := make(chan string, 4)
 	stopA := run(a, &active, ends)
-	testenv.Eventually(t, 3*time.Second, "a leads", a.Leader)
+	testenv.Eventually(t, 3*time.Second, "a leads", func() bool { return a.Leader() && active.Load() == 1 })
 	stopB := run(b, &active, ends)
 	defer stopB()
 	testenv.Eventually(t, time.Second, "b sees a as holder", func() bool { return b.Holder() == "a" })
 	require.False(t, b.Leader())
-	require.EqualValues(t, 1, active.Load())
+	require.EqualValues(t, 1, active.Load(), "b stands by")
 
 	began := time.Now()
 	stopA() // releases the lease after its term ended
@@ -77,7 +77,8 @@ func TestOneLeaderAndHandOffAtStop(t *testing.T) {
 	// Released, not expired: b need not wait out the 2 s lease.
 	testenv.Eventually(t, 1500*time.Millisecond, "b leads after a released", b.Leader)
 	t.Logf("b led %s after a stopped", time.Since(began))
-	require.EqualValues(t, 1, active.Load())
+	// Leader turns true as the term begins, just before lead runs.
+	testenv.Eventually(t, time.Second, "b's lead runs", func() bool { return active.Load() == 1 })
 	require.Equal(t, "b", b.Holder())
 }
 
