@@ -15,7 +15,7 @@ import (
 	"github.com/go-logr/logr"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
+	coordinationv1 "k8s.io/client-go/kubernetes/typed/coordination/v1"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	"k8s.io/klog/v2"
@@ -29,7 +29,7 @@ type Logger interface {
 
 // Config names the Lease and its timing.
 type Config struct {
-	Client    kubernetes.Interface
+	Client    coordinationv1.CoordinationV1Interface
 	Namespace string
 	Name      string // of the Lease
 	Identity  string // this candidate, unique among them
@@ -60,7 +60,7 @@ func New(cfg Config) (*Elector, error) {
 	quietKlog()
 	lock := &resourcelock.LeaseLock{
 		LeaseMeta:  metav1.ObjectMeta{Namespace: cfg.Namespace, Name: cfg.Name},
-		Client:     cfg.Client.CoordinationV1(),
+		Client:     cfg.Client,
 		LockConfig: resourcelock.ResourceLockConfig{Identity: cfg.Identity},
 	}
 	e := &Elector{cfg: cfg, lock: &timedLock{LeaseLock: lock, log: cfg.Log}}
@@ -288,3 +288,4 @@ func (l *timedLock) Update(ctx context.Context, rec resourcelock.LeaderElectionR
 	l.wrote(sent, rec, err)
 	return err
 }
+

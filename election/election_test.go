@@ -33,7 +33,7 @@ func (l *testLog) add(s string) {
 }
 
 func newElector(t *testing.T, c *fake.Clientset, id string) *Elector {
-	e, err := New(Config{Client: c, Namespace: "ns", Name: "lease", Identity: id,
+	e, err := New(Config{Client: c.CoordinationV1(), Namespace: "ns", Name: "lease", Identity: id,
 		LeaseDuration: 2 * time.Second, RenewDeadline: 1500 * time.Millisecond, RetryPeriod: 200 * time.Millisecond,
 		Log: &testLog{t: t}})
 	require.NoError(t, err)

@@ -19,7 +19,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 
 	"github.com/fluent-bit-teleport/fluent-bit-teleport/cursor"
 )
@@ -56,7 +56,7 @@ type State struct {
 
 // Keeper reads and writes one ConfigMap for one holder.
 type Keeper struct {
-	client    kubernetes.Interface
+	client    corev1client.ConfigMapsGetter
 	namespace string
 	name      string
 	identity  string
@@ -64,7 +64,7 @@ type Keeper struct {
 }
 
 // New returns a keeper of ConfigMap namespace/name for this holder.
-func New(client kubernetes.Interface, namespace, name, identity string) *Keeper {
+func New(client corev1client.ConfigMapsGetter, namespace, name, identity string) *Keeper {
 	return &Keeper{client: client, namespace: namespace, name: name, identity: identity}
 }
 
@@ -76,7 +76,7 @@ func (k *Keeper) Describe() string { return "ConfigMap " + k.namespace + "/" + k
 // on, an earlier holder's writes fail. prevVersion is the resourceVersion
 // the state was read at; version is the one after the claim.
 func (k *Keeper) Claim(ctx context.Context) (st *State, prevVersion, version string, err error) {
-	cms := k.client.CoreV1().ConfigMaps(k.namespace)
+	cms := k.client.ConfigMaps(k.namespace)
 	for {
 		cm, err := cms.Get(ctx, k.name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
@@ -139,7 +139,7 @@ func (k *Keeper) Save(ctx context.Context, st State) (version string, indexLeftO
 		},
 		BinaryData: map[string][]byte{keyState: packed},
 	}
-	updated, err := k.client.CoreV1().ConfigMaps(k.namespace).Update(ctx, cm, metav1.UpdateOptions{})
+	updated, err := k.client.ConfigMaps(k.namespace).Update(ctx, cm, metav1.UpdateOptions{})
 	if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
 		return "", false, fmt.Errorf("%w (%s changed since resourceVersion %s)", ErrFenced, k.Describe(), k.rv)
 	}

@@ -23,7 +23,7 @@ func (nopLog) Debugf(string, ...any) {}
 func TestClaimSaveAndTakeOver(t *testing.T) {
 	ctx := context.Background()
 	c := fake.NewClientset()
-	a := New(c, "ns", "state", "pod-a")
+	a := New(c.CoreV1(), "ns", "state", "pod-a")
 	st, prev, v1, err := a.Claim(ctx)
 	require.NoError(t, err)
 	require.Nil(t, st, "nothing handed over yet")
@@ -37,7 +37,7 @@ func TestClaimSaveAndTakeOver(t *testing.T) {
 	require.NoError(t, err)
 	require.False(t, leftOut)
 
-	b := New(c, "ns", "state", "pod-b")
+	b := New(c.CoreV1(), "ns", "state", "pod-b")
 	got, prev, _, err := b.Claim(ctx)
 	require.NoError(t, err)
 	require.Equal(t, v2, prev) // both "" with the fake
@@ -93,7 +93,7 @@ func TestStateSize(t *testing.T) {
 	all, err = Snapshot(sp, now, time.Minute)
 	require.NoError(t, err)
 	require.Greater(t, Size(all), MaxStateBytes)
-	k := New(fake.NewClientset(), "ns", "state", "pod-a")
+	k := New(fake.NewClientset().CoreV1(), "ns", "state", "pod-a")
 	_, _, _, err = k.Claim(context.Background())
 	require.NoError(t, err)
 	_, leftOut, err := k.Save(context.Background(), State{Space: "cluster/teleport", Pairs: all})

@@ -13,7 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"k8s.io/client-go/kubernetes"
+	coordinationv1 "k8s.io/client-go/kubernetes/typed/coordination/v1"
+	corev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -68,7 +69,7 @@ func newLeadership(o *Options) (*leadership, error) {
 	if !e.Kubernetes {
 		return nil, nil
 	}
-	client, namespace, err := kubeClient(e)
+	leases, configMaps, namespace, err := kubeClients(e)
 	if err != nil {
 		return nil, err
 	}
@@ -78,24 +79,25 @@ func newLeadership(o *Options) (*leadership, error) {
 	}
 	id := Identity()
 	o.Log = prefixed{Logger: o.Log, prefix: id + ": "}
-	el, err := election.New(election.Config{Client: client, Namespace: namespace, Name: lease, Identity: id,
+	el, err := election.New(election.Config{Client: leases, Namespace: namespace, Name: lease, Identity: id,
 		LeaseDuration: e.LeaseDuration, RenewDeadline: e.RenewDeadline, RetryPeriod: e.RetryPeriod, Log: o.Log})
 	if err != nil {
 		return nil, err
 	}
-	return &leadership{elector: el, keeper: handover.New(client, namespace, lease, id), identity: id, lease: lease}, nil
+	return &leadership{elector: el, keeper: handover.New(configMaps, namespace, lease, id), identity: id, lease: lease}, nil
 }
 
-// kubeClient connects from the kubeconfig setting, else from the pod's
-// service account, and finds the Lease's namespace.
-func kubeClient(e conf.Election) (kubernetes.Interface, string, error) {
+// kubeClients connects from the kubeconfig setting, else from the pod's
+// service account, and finds the Lease's namespace. Only the two API groups
+// used are built (the whole clientset adds 10 MB to the .so).
+func kubeClients(e conf.Election) (coordinationv1.CoordinationV1Interface, corev1.CoreV1Interface, string, error) {
 	var rc *rest.Config
 	namespace := e.LeaseNamespace
 	if e.Kubeconfig != "" {
 		loaded := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(&clientcmd.ClientConfigLoadingRules{ExplicitPath: e.Kubeconfig}, nil)
 		var err error
 		if rc, err = loaded.ClientConfig(); err != nil {
-			return nil, "", fmt.Errorf("setting \"kubeconfig\" = %q: %v; accepted: a readable kubeconfig file", e.Kubeconfig, err)
+			return nil, nil, "", fmt.Errorf("setting \"kubeconfig\" = %q: %v; accepted: a readable kubeconfig file", e.Kubeconfig, err)
 		}
 		if namespace == "" {
 			if namespace, _, err = loaded.Namespace(); err != nil || namespace == "" {
@@ -105,23 +107,27 @@ func kubeClient(e conf.Election) (kubernetes.Interface, string, error) {
 	} else {
 		var err error
 		if rc, err = rest.InClusterConfig(); err != nil {
-			return nil, "", fmt.Errorf("leader_election kubernetes: %v; outside a Kubernetes pod, set kubeconfig", err)
+			return nil, nil, "", fmt.Errorf("leader_election kubernetes: %v; outside a Kubernetes pod, set kubeconfig", err)
 		}
 		if namespace == "" {
 			b, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 			if err != nil {
-				return nil, "", fmt.Errorf("leader_election kubernetes: cannot read the pod's namespace (%v): set lease_namespace", err)
+				return nil, nil, "", fmt.Errorf("leader_election kubernetes: cannot read the pod's namespace (%v): set lease_namespace", err)
 			}
 			namespace = strings.TrimSpace(string(b))
 		}
 	}
 	rc.Timeout = 10 * time.Second // a call that hangs must not outlive a renew deadline by much
 	rc.UserAgent = "fluent-bit-teleport"
-	client, err := kubernetes.NewForConfig(rc)
+	leases, err := coordinationv1.NewForConfig(rc)
 	if err != nil {
-		return nil, "", fmt.Errorf("leader_election kubernetes: %w", err)
+		return nil, nil, "", fmt.Errorf("leader_election kubernetes: %w", err)
 	}
-	return client, namespace, nil
+	configMaps, err := corev1.NewForConfig(rc)
+	if err != nil {
+		return nil, nil, "", fmt.Errorf("leader_election kubernetes: %w", err)
+	}
+	return leases, configMaps, namespace, nil
 }
 
 // LeaseName is the default Lease (and ConfigMap) name of an input: from

@@ -43,7 +43,7 @@ func TestLeaseAndHandoverWithTheManifestRole(t *testing.T) {
 	ctx := context.Background()
 
 	newElector := func(id string) *election.Elector {
-		e, err := election.New(election.Config{Client: plugin, Namespace: ns, Name: "teleport-lease", Identity: id,
+		e, err := election.New(election.Config{Client: plugin.CoordinationV1(), Namespace: ns, Name: "teleport-lease", Identity: id,
 			LeaseDuration: 4 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: 500 * time.Millisecond, Log: tlog{t}})
 		require.NoError(t, err)
 		return e
@@ -69,7 +69,7 @@ func TestLeaseAndHandoverWithTheManifestRole(t *testing.T) {
 	defer stopB()
 
 	// pod-a claims and saves; pod-b, once it leads, reads what pod-a saved.
-	ka := handover.New(plugin, ns, "teleport-lease", "pod-a")
+	ka := handover.New(plugin.CoreV1(), ns, "teleport-lease", "pod-a")
 	st, _, _, err := ka.Claim(ctx)
 	require.NoError(t, err)
 	require.Nil(t, st)
@@ -81,7 +81,7 @@ func TestLeaseAndHandoverWithTheManifestRole(t *testing.T) {
 	stopA()
 	testenv.Eventually(t, 5*time.Second, "pod-b leads after pod-a released", b.Leader)
 	t.Logf("pod-b led %s after pod-a stopped (released, lease 4s)", time.Since(began).Round(10*time.Millisecond))
-	kb := handover.New(plugin, ns, "teleport-lease", "pod-b")
+	kb := handover.New(plugin.CoreV1(), ns, "teleport-lease", "pod-b")
 	got, prev, v2, err := kb.Claim(ctx)
 	require.NoError(t, err)
 	require.Equal(t, v1, prev)
@@ -116,7 +116,7 @@ func TestLargestStateFits(t *testing.T) {
 	c := Start(t, ns)
 	c.GrantManifestRole(t, roleManifest(t), ns)
 	plugin := c.Client(t, c.URL, PluginToken)
-	k := handover.New(plugin, ns, "big", "pod-a")
+	k := handover.New(plugin.CoreV1(), ns, "big", "pod-a")
 	_, _, _, err := k.Claim(context.Background())
 	require.NoError(t, err)
 	// Uid hashes do not compress: random bytes just under the limit.
