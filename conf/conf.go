@@ -80,6 +80,8 @@ type Config struct {
 
 	Format string // FormatFields or FormatMessage
 
+	Election Election
+
 	// values are the settings in effect, as written or defaulted, for Summary.
 	values map[string]string
 }
@@ -221,6 +223,8 @@ var settings = []setting{
 		}},
 }
 
+func init() { settings = append(settings, electionSettings...) }
+
 // Keys lists every setting the plugin accepts.
 func Keys() []string {
 	keys := make([]string, len(settings))
@@ -266,6 +270,7 @@ func Parse(g Getter) (Config, error) {
 		}
 	}
 	errs = append(errs, c.checkCredentials()...)
+	errs = append(errs, c.checkElection()...)
 	if c.StartAfterUID != "" && c.StartTime.IsZero() {
 		errs = append(errs, fmt.Errorf("setting %q needs start_time: a time at or up to 48h before that event, such as the Event Handler's window_time", "start_after_uid"))
 	}

@@ -229,3 +229,29 @@ func TestIdentityPermissionWarning(t *testing.T) {
 	assert.Contains(t, IdentityPermissionWarning(p), "chmod 600 "+p)
 	assert.Empty(t, IdentityPermissionWarning(filepath.Join(t.TempDir(), "missing")))
 }
+
+func TestParseElectionSettings(t *testing.T) {
+	c, err := Parse(base())
+	require.NoError(t, err)
+	assert.False(t, c.Election.Kubernetes, "off by default")
+	assert.Equal(t, Election{LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second,
+		HandoverInterval: 5 * time.Second, ReplayMargin: time.Minute}, c.Election)
+
+	c, err = Parse(with("leader_election", "Kubernetes", "lease_name", "teleport-main", "lease_namespace", "logging",
+		"kubeconfig", "/etc/kube.conf", "lease_duration", "6s", "renew_deadline", "4s", "retry_period", "500ms", "replay_margin", "0"))
+	require.NoError(t, err)
+	assert.Equal(t, Election{Kubernetes: true, LeaseName: "teleport-main", LeaseNamespace: "logging", Kubeconfig: "/etc/kube.conf",
+		LeaseDuration: 6 * time.Second, RenewDeadline: 4 * time.Second, RetryPeriod: 500 * time.Millisecond,
+		HandoverInterval: 5 * time.Second}, c.Election)
+	assert.Contains(t, c.Summary(), "leader_election=Kubernetes lease_name=teleport-main lease_namespace=logging")
+
+	_, err = Parse(with("leader_election", "etcd", "lease_name", "Teleport_Main", "lease_namespace", "a.b"))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `setting "leader_election" = "etcd": not a leader election mode; accepted: off, or kubernetes`)
+	assert.Contains(t, err.Error(), `setting "lease_name" = "Teleport_Main": not a Kubernetes object name`)
+	assert.Contains(t, err.Error(), `setting "lease_namespace" = "a.b": not a Kubernetes namespace name`)
+
+	_, err = Parse(with("leader_election", "kubernetes", "lease_duration", "10s"))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "retry_period 2s, renew_deadline 10s and lease_duration 10s: each must be shorter than the next")
+}

@@ -55,6 +55,7 @@ type Instance struct {
 	readers atomic.Pointer[readers]
 	// unregisterMetrics removes the instance from the metrics endpoint.
 	unregisterMetrics func()
+	lead              *leadership // nil without leader election
 
 	// Audit events and session recordings queue apart, so that neither
 	// holds the other up.
@@ -71,7 +72,7 @@ type Instance struct {
 	paused  bool
 	resumed chan struct{} // closed on Resume
 
-	hand handover // the batch Fluent Bit may not hold in a chunk yet
+	flight inFlight // the batch Fluent Bit may not hold in a chunk yet
 
 	stats        Stats
 	expiryWarned atomic.Int64 // the identity expiry last warned about (unix seconds)
@@ -103,6 +104,10 @@ func New(o Options) (*Instance, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	lead, err := newLeadership(&o)
+	if err != nil {
+		return nil, err
+	}
 	store, err := cursor.Open(o.Config.DB, o.Log)
 	if err != nil {
 		return nil, err
@@ -110,11 +115,12 @@ func New(o Options) (*Instance, error) {
 	x := &Instance{
 		cfg: o.Config, name: o.Name, log: o.Log, dial: o.Dial, now: o.Now,
 		store:    store,
+		lead:     lead,
 		audit:    emit.NewQueue(o.Config.BatchMaxRecords, o.Config.BatchMaxBytes),
 		sessions: emit.NewQueue(o.Config.BatchMaxRecords, o.Config.BatchMaxBytes),
 		done:     make(chan struct{}),
 	}
-	x.hand.interval = ringBufferInterval()
+	x.flight.interval = ringBufferInterval()
 	x.encoders.New = func() any { return &encoder{enc: emit.Encoder{Message: o.Config.Format == conf.FormatMessage}} }
 	if o.Config.MetricsListen != "" {
 		unregister, err := metrics.Register(o.Config.MetricsListen, x.Snapshot)
@@ -145,7 +151,7 @@ func (x *Instance) Start() {
 				x.statusLoop(ctx, x.cfg.StatusInterval)
 			}()
 		}
-		x.run(ctx)
+		x.export(ctx)
 	}()
 }
 
@@ -176,7 +182,7 @@ func (x *Instance) stop(timeout time.Duration) {
 
 // Pause stops fetching (Fluent Bit's backpressure); queued events stay.
 func (x *Instance) Pause() {
-	x.hand.pause()
+	x.flight.pause()
 	x.pauseMu.Lock()
 	defer x.pauseMu.Unlock()
 	if !x.paused {
@@ -187,7 +193,7 @@ func (x *Instance) Pause() {
 
 // Resume restarts fetching.
 func (x *Instance) Resume() {
-	x.hand.resume(x.now())
+	x.flight.resume(x.now())
 	x.pauseMu.Lock()
 	defer x.pauseMu.Unlock()
 	if x.paused {
@@ -229,9 +235,9 @@ func (x *Instance) waitRunning(ctx context.Context) error {
 // paused, or be dropped at shutdown after the position moved past it.
 //
 // Nor does it hand over anything while the previous batch is not known to
-// be in a chunk (see handover.go): positions must not move past it.
+// be in a chunk (see inflight.go): positions must not move past it.
 func (x *Instance) Collect() *emit.Batch {
-	if x.Paused() || !x.settle(false) {
+	if x.Paused() || x.standingBy() || !x.settle(false) {
 		return &emit.Batch{}
 	}
 	maxRec, maxBytes := x.cfg.BatchMaxRecords, x.cfg.BatchMaxBytes

@@ -29,6 +29,7 @@ func (x *Instance) Snapshot() metrics.Snapshot {
 	if sec := x.stats.IdentityExpiry.Load(); sec > 0 {
 		s.IdentityExpiry = time.Unix(sec, 0)
 	}
+	x.leaderSnapshot(&s)
 	audit, _ := x.audit.Len()
 	sessions, _ := x.sessions.Len()
 	s.QueuedRecords = audit + sessions
@@ -65,6 +66,9 @@ func (x *Instance) statusLoop(ctx context.Context, interval time.Duration) {
 }
 
 func statusLine(prev, now metrics.Snapshot, interval time.Duration, at time.Time) string {
+	if now.Election && !now.Leader {
+		return fmt.Sprintf("status: standing by; lease holder %s (this pod: %s)", or(now.Holder, "none yet"), now.Identity)
+	}
 	var b strings.Builder
 	state := "disconnected"
 	switch {
@@ -89,6 +93,9 @@ func statusLine(prev, now metrics.Snapshot, interval time.Duration, at time.Time
 	if d := now.Retries - prev.Retries; d > 0 {
 		fmt.Fprintf(&b, "; %d retries", d)
 	}
+	if now.Election {
+		fmt.Fprintf(&b, "; lease holder (this pod): %s", now.Identity)
+	}
 	if !now.IdentityExpiry.IsZero() {
 		fmt.Fprintf(&b, "; identity valid until %s", now.IdentityExpiry.UTC().Format(time.RFC3339))
 	}
@@ -103,4 +110,11 @@ func byteSize(n int64) string {
 		return fmt.Sprintf("%.1f kB", float64(n)/1e3)
 	}
 	return fmt.Sprintf("%d B", n)
+}
+
+func or(s, empty string) string {
+	if s == "" {
+		return empty
+	}
+	return s
 }

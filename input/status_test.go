@@ -25,3 +25,12 @@ func TestStatusLine(t *testing.T) {
 	assert.Contains(t, statusLine(metrics.Snapshot{}, metrics.Snapshot{Paused: true}, time.Minute, at), "status: paused by Fluent Bit")
 	assert.Contains(t, statusLine(metrics.Snapshot{}, metrics.Snapshot{Blocked: true}, time.Minute, at), "status: blocked (see the error logged)")
 }
+
+func TestStatusLineNamesTheLeaseHolder(t *testing.T) {
+	at := time.Unix(1700000000, 0)
+	standby := metrics.Snapshot{Election: true, Identity: "fb-2@node-2", Holder: "fb-1@node-1"}
+	assert.Equal(t, "status: standing by; lease holder fb-1@node-1 (this pod: fb-2@node-2)", statusLine(standby, standby, time.Minute, at))
+	leader := metrics.Snapshot{Election: true, Leader: true, Identity: "fb-1@node-1", Holder: "fb-1@node-1", Connected: true, Cluster: "c", Mode: "search"}
+	assert.Contains(t, statusLine(leader, leader, time.Minute, at), "status: exporting (search, cluster \"c\")")
+	assert.Contains(t, statusLine(leader, leader, time.Minute, at), "; lease holder (this pod): fb-1@node-1")
+}

@@ -34,6 +34,13 @@ type Snapshot struct {
 	SessionsPending      int
 	SessionsExported     int64
 	SessionsGivenUp      int64
+
+	// With leader election: whether this pod holds the Lease and exports,
+	// its identity, the holder it last saw, and its gains and losses.
+	Election          bool
+	Leader            bool
+	Identity, Holder  string
+	LeaderTransitions int64
 }
 
 // Lag is how far the export is behind: zero while it is caught up with
@@ -131,6 +138,8 @@ var (
 	dQueued    = desc("queued_records", "Records fetched and waiting for Fluent Bit.")
 	dSessions  = desc("sessions", "Session recordings by state.", "state")
 	dSessDone  = desc("sessions_total", "Session recordings finished, by outcome.", "outcome")
+	dLeader    = desc("leader", "With leader_election: 1 while this pod holds the Lease and exports, 0 while it stands by.")
+	dLeaderTr  = desc("leader_transitions_total", "With leader_election: times this pod gained or lost the Lease.")
 )
 
 // collector reports the inputs of one server.
@@ -138,7 +147,7 @@ type collector struct{ s *server }
 
 func (collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{dInfo, dEvents, dBytes, dLag, dNewest, dConnected, dPaused, dBlocked, dRetries, dErrors,
-		dLate, dOversized, dExpiry, dQueued, dSessions, dSessDone} {
+		dLate, dOversized, dExpiry, dQueued, dSessions, dSessDone, dLeader, dLeaderTr} {
 		ch <- d
 	}
 }
@@ -183,6 +192,10 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(dSessions, float64(s.SessionsPending), "pending")
 		counter(dSessDone, s.SessionsExported, "exported")
 		counter(dSessDone, s.SessionsGivenUp, "given_up")
+		if s.Election {
+			gauge(dLeader, b2f(s.Leader))
+			counter(dLeaderTr, s.LeaderTransitions)
+		}
 	}
 }
 

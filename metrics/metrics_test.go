@@ -96,3 +96,19 @@ func TestEachEndpointReportsItsOwnInputs(t *testing.T) {
 	assert.Contains(t, body, `input="b"`)
 	assert.NotContains(t, body, `input="a"`)
 }
+
+func TestLeaderMetricsOnlyWithLeaderElection(t *testing.T) {
+	addr := testenv.FreeAddr(t)
+	a, err := Register(addr, func() Snapshot {
+		return Snapshot{Input: "audit", Cluster: "c", Election: true, Leader: true, LeaderTransitions: 3}
+	})
+	require.NoError(t, err)
+	defer a()
+	b, err := Register(addr, func() Snapshot { return Snapshot{Input: "plain", Cluster: "c"} })
+	require.NoError(t, err)
+	defer b()
+	body := testenv.Scrape(t, addr)
+	assert.Contains(t, body, `fluentbit_teleport_leader{cluster="c",input="audit"} 1`)
+	assert.Contains(t, body, `fluentbit_teleport_leader_transitions_total{cluster="c",input="audit"} 3`)
+	assert.NotContains(t, body, `fluentbit_teleport_leader{cluster="c",input="plain"}`)
+}

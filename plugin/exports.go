@@ -120,7 +120,7 @@ func collect(in *instance, data *unsafe.Pointer, size *C.size_t) C.int {
 
 // Fluent Bit calls the cleanup callback right after it copied the buffer
 // onto the input's ring buffer: the batch is not in a chunk yet, so its
-// positions move later (see input/handover.go).
+// positions move later (see input/inflight.go).
 //
 //export FLBPluginInputCleanupCallbackCtx
 func FLBPluginInputCleanupCallbackCtx(ctx, data unsafe.Pointer) C.int {

@@ -57,7 +57,7 @@ func TestFluentBit(t *testing.T) {
 		dryRun(t, bin, writeFile(t, filepath.Join(dir, "plugins-list.yaml"), y), env, true)
 	})
 	t.Run("dry-run helm classic config", func(t *testing.T) {
-		c := renderHelmConfig(t, loadHelmValues(t))
+		c := renderHelmConfig(t, loadHelmValues(t, helmValues))
 		if !strings.Contains(c, img.PluginsFile) {
 			t.Fatalf("the Helm configuration does not name %s", img.PluginsFile)
 		}

@@ -9,6 +9,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 )
@@ -19,6 +20,7 @@ import (
 // fails to decode; the parts this repository sets are typed, down to the
 // Kubernetes API types the chart copies into the pod.
 type chartValues struct {
+	file                          string                        // where they were read from
 	Kind                          string                        `json:"kind"`
 	ReplicaCount                  *int32                        `json:"replicaCount"`
 	Image                         chartImage                    `json:"image"`
@@ -173,12 +175,20 @@ func decodeChartValues(b []byte) (chartValues, error) {
 	return v, nil
 }
 
-func loadHelmValues(t *testing.T) chartValues {
+// Values files: a single exporter, and the DaemonSet with leader election.
+const (
+	helmValues          = "docker/helm/values.yaml"
+	helmDaemonSetValues = "docker/helm/values-daemonset.yaml"
+	helmRBAC            = "docker/helm/leader-election-rbac.yaml"
+)
+
+func loadHelmValues(t *testing.T, file string) chartValues {
 	t.Helper()
-	v, err := decodeChartValues(readRepoFile(t, "docker/helm/values.yaml"))
+	v, err := decodeChartValues(readRepoFile(t, file))
 	if err != nil {
-		t.Fatalf("docker/helm/values.yaml: %v", err)
+		t.Fatalf("%s: %v", file, err)
 	}
+	v.file = file
 	return v
 }
 
@@ -190,7 +200,7 @@ var helmTplRE = regexp.MustCompile(`\{\{-?\s*\.Values\.([A-Za-z0-9_]+)\s*-?\}\}`
 func renderHelmConfig(t *testing.T, v chartValues) string {
 	t.Helper()
 	raw := map[string]any{}
-	if err := yaml.Unmarshal(readRepoFile(t, "docker/helm/values.yaml"), &raw); err != nil {
+	if err := yaml.Unmarshal(readRepoFile(t, v.file), &raw); err != nil {
 		t.Fatal(err)
 	}
 	var out strings.Builder
@@ -199,12 +209,12 @@ func renderHelmConfig(t *testing.T, v chartValues) string {
 			key := helmTplRE.FindStringSubmatch(m)[1]
 			val, ok := raw[key]
 			if !ok {
-				t.Errorf("docker/helm/values.yaml: the configuration uses .Values.%s, which is not set", key)
+				t.Errorf("%s: the configuration uses .Values.%s, which is not set", v.file, key)
 			}
 			return scalarString(val)
 		})
 		if strings.Contains(s, "{{") {
-			t.Errorf("docker/helm/values.yaml: only {{ .Values.<key> }} templates are supported by this test: %q", s)
+			t.Errorf("%s: only {{ .Values.<key> }} templates are supported by this test: %q", v.file, s)
 		}
 		out.WriteString(s)
 		out.WriteString("\n")
@@ -225,16 +235,24 @@ func TestChartValuesDecodingIsStrict(t *testing.T) {
 }
 
 func TestHelmValues(t *testing.T) {
-	v := loadHelmValues(t)
-	img := loadDockerfile(t)
-
-	if v.Kind != "Deployment" {
-		t.Errorf("kind %q: must be Deployment (the chart's default DaemonSet runs a pod per node, and every pod exports every event)", v.Kind)
+	for _, file := range []string{helmValues, helmDaemonSetValues} {
+		t.Run(file, func(t *testing.T) { checkHelmValues(t, loadHelmValues(t, file)) })
 	}
-	if v.ReplicaCount == nil || *v.ReplicaCount != 1 {
+}
+
+func checkHelmValues(t *testing.T, v chartValues) {
+	img := loadDockerfile(t)
+	daemonSet := v.file == helmDaemonSetValues
+	switch {
+	case daemonSet && v.Kind != "DaemonSet":
+		t.Errorf("kind %q: want DaemonSet", v.Kind)
+	case !daemonSet && v.Kind != "Deployment":
+		t.Errorf("kind %q: must be Deployment (the chart's default DaemonSet runs a pod per node; that needs leader election, values-daemonset.yaml)", v.Kind)
+	}
+	if !daemonSet && (v.ReplicaCount == nil || *v.ReplicaCount != 1) {
 		t.Error("replicaCount must be set to 1")
 	}
-	if v.UpdateStrategy == nil || v.UpdateStrategy.Type != appsv1.RecreateDeploymentStrategyType {
+	if !daemonSet && (v.UpdateStrategy == nil || v.UpdateStrategy.Type != appsv1.RecreateDeploymentStrategyType) {
 		t.Error("updateStrategy.type must be Recreate")
 	}
 	if v.Autoscaling != nil && (v.Autoscaling.Enabled || (v.Autoscaling.VPA != nil && v.Autoscaling.VPA.Enabled)) {
@@ -243,7 +261,7 @@ func TestHelmValues(t *testing.T) {
 	if v.Image.Repository == "" || v.Image.Tag == "" {
 		t.Error("image.repository and image.tag must be set (the chart's default image has no Teleport plugin)")
 	}
-	checkImage(t, "docker/helm/values.yaml image", v.Image.Repository+":"+v.Image.Tag)
+	checkImage(t, v.file+" image", v.Image.Repository+":"+v.Image.Tag)
 	if v.TestFramework == nil || v.TestFramework.Enabled == nil || *v.TestFramework.Enabled {
 		t.Error("testFramework.enabled must be false (its pod uses busybox:latest)")
 	}
@@ -256,7 +274,7 @@ func TestHelmValues(t *testing.T) {
 		psc.FSGroup == nil || *psc.FSGroup != nonrootUID {
 		t.Errorf("podSecurityContext must set runAsNonRoot, runAsUser %d and fsGroup %d", nonrootUID, nonrootUID)
 	}
-	checkContainerSecurity(t, "docker/helm/values.yaml securityContext", v.SecurityContext)
+	checkContainerSecurity(t, v.file+" securityContext", v.SecurityContext)
 
 	if len(v.Command) > 0 || len(v.Args) > 0 || len(v.VolumeMounts) > 0 {
 		t.Error("keep the chart's command, args and volumeMounts: they start Fluent Bit with the rendered fluent-bit.conf")
@@ -308,7 +326,7 @@ func TestHelmValues(t *testing.T) {
 	if service == nil || in == nil {
 		t.Fatal("config: want a [SERVICE] section and a teleport [INPUT]")
 	}
-	checkInputKeys(t, "docker/helm/values.yaml config.inputs", *in)
+	checkInputKeys(t, v.file+" config.inputs", *in)
 	if got := get(*service, "plugins_file"); got != img.PluginsFile {
 		t.Errorf("config.service Plugins_File %q: the image has the plugins file at %s", got, img.PluginsFile)
 	}
@@ -322,18 +340,35 @@ func TestHelmValues(t *testing.T) {
 	}
 
 	env := map[string]string{}
+	fields := map[string]string{}
 	for _, e := range v.Env {
 		env[e.Name] = e.Value
+		if e.ValueFrom != nil && e.ValueFrom.FieldRef != nil {
+			fields[e.Name] = e.ValueFrom.FieldRef.FieldPath
+		}
 	}
 	if expandEnv(get(*in, "addr"), env) == "" {
 		t.Error("the Teleport address is not set (env TELEPORT_ADDR)")
+	}
+	election := expandEnv(get(*in, "leader_election"), env)
+	switch {
+	case daemonSet && election != "kubernetes":
+		t.Errorf("leader_election is %q: in a DaemonSet every pod would export every event", election)
+	case !daemonSet && election != "" && election != "off":
+		t.Errorf("leader_election is %q: a single replica needs none", election)
+	}
+	if daemonSet {
+		checkHelmDaemonSet(t, v, fields)
 	}
 	for _, p := range []struct{ what, file string }{
 		{"db", expandEnv(get(*in, "db"), env)},
 		{"storage.path", expandEnv(get(*service, "storage.path"), env)},
 	} {
 		m, vol, ok := mountOf(p.file)
-		if !ok || vol.PersistentVolumeClaim == nil || m.ReadOnly {
+		switch {
+		case daemonSet && (!ok || vol.HostPath == nil || m.ReadOnly):
+			t.Errorf("%s %s must be on a writable hostPath mount (it comes back with the node)", p.what, p.file)
+		case !daemonSet && (!ok || vol.PersistentVolumeClaim == nil || m.ReadOnly):
 			t.Errorf("%s %s must be on a writable PersistentVolumeClaim mount (extraVolumes/extraVolumeMounts)", p.what, p.file)
 		}
 	}
@@ -357,6 +392,57 @@ func TestHelmValues(t *testing.T) {
 	for _, p := range v.ExtraPorts {
 		if p.Name == "" || p.Port == 0 || p.ContainerPort == 0 || p.Protocol == "" {
 			t.Errorf("extraPorts %+v: the chart needs name, port, containerPort and protocol", p)
+		}
+	}
+}
+
+// checkHelmDaemonSet checks what leader election needs from the chart: the
+// candidate's name from the downward API, a service account with its token,
+// bound by leader-election-rbac.yaml to the Role the Kubernetes manifests
+// ship (the chart 0.58.x has no value for extra objects), and an init
+// container that hands the hostPath to Fluent Bit's user.
+func checkHelmDaemonSet(t *testing.T, v chartValues, fields map[string]string) {
+	t.Helper()
+	if fields["POD_NAME"] != "metadata.name" || fields["NODE_NAME"] != "spec.nodeName" {
+		t.Error("env: POD_NAME and NODE_NAME must come from the downward API (metadata.name, spec.nodeName)")
+	}
+	sa := v.ServiceAccount
+	if sa == nil || sa.Create == nil || !*sa.Create || sa.Name == "" || (sa.AutomountServiceAccountToken != nil && !*sa.AutomountServiceAccountToken) {
+		t.Fatal("serviceAccount: create one with a fixed name and its token mounted (the Lease is written with it)")
+	}
+	var inits []corev1.Container
+	if err := json.Unmarshal(v.InitContainers, &inits); err != nil || findContainer(inits, isDataOwner) == nil {
+		t.Errorf("initContainers: want one that chowns the hostPath to %d:%d with CHOWN only (%v)", nonrootUID, nonrootUID, err)
+	}
+	objs, err := decodeStrict(helmRBAC, readRepoFile(t, helmRBAC))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var role *rbacv1.Role
+	var binding *rbacv1.RoleBinding
+	for _, o := range objs {
+		switch x := o.Obj.(type) {
+		case *rbacv1.Role:
+			role = x
+		case *rbacv1.RoleBinding:
+			binding = x
+		default:
+			t.Errorf("%s: only a Role and a RoleBinding belong here", o)
+		}
+	}
+	if role == nil || binding == nil {
+		t.Fatalf("%s: want a Role and a RoleBinding", helmRBAC)
+	}
+	if len(binding.Subjects) != 1 || binding.Subjects[0].Kind != "ServiceAccount" || binding.Subjects[0].Name != sa.Name || binding.RoleRef.Name != role.Name {
+		t.Errorf("%s: the RoleBinding must bind Role %s to the chart's service account %s only", helmRBAC, role.Name, sa.Name)
+	}
+	k8s, err := decodeStrict("docker/kubernetes/daemonset/10-rbac.yaml", readRepoFile(t, "docker/kubernetes/daemonset/10-rbac.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range k8s {
+		if r, ok := o.Obj.(*rbacv1.Role); ok && fmt.Sprint(r.Rules) != fmt.Sprint(role.Rules) {
+			t.Errorf("%s: the Role's rules differ from %s (the one tests/kubeapi proves)", helmRBAC, o.File)
 		}
 	}
 }

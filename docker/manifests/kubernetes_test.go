@@ -11,11 +11,14 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strings"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
@@ -35,7 +38,7 @@ func (o object) String() string { return fmt.Sprintf("%s %s/%s (%s)", o.Kind, o.
 
 var strictDecoder = func() runtime.Decoder {
 	scheme := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{corev1.AddToScheme, appsv1.AddToScheme} {
+	for _, add := range []func(*runtime.Scheme) error{corev1.AddToScheme, appsv1.AddToScheme, rbacv1.AddToScheme} {
 		if err := add(scheme); err != nil {
 			panic(err)
 		}
@@ -181,8 +184,10 @@ func TestKubernetesManifests(t *testing.T) {
 	namespaces := map[string]bool{}
 	configMaps := map[string]*corev1.ConfigMap{}
 	pvcs := map[string]*corev1.PersistentVolumeClaim{}
-	var deployments []object
+	var deployments, daemonSets []object
 	var services []*corev1.Service
+	roles := map[string]*rbacv1.Role{}
+	var bindings []*rbacv1.RoleBinding
 	for _, o := range objs {
 		key := o.NS + "/" + o.Name
 		switch v := o.Obj.(type) {
@@ -197,6 +202,12 @@ func TestKubernetesManifests(t *testing.T) {
 			}
 		case *appsv1.Deployment:
 			deployments = append(deployments, o)
+		case *appsv1.DaemonSet:
+			daemonSets = append(daemonSets, o)
+		case *rbacv1.Role:
+			roles[key] = v
+		case *rbacv1.RoleBinding:
+			bindings = append(bindings, v)
 		case *corev1.Service:
 			services = append(services, v)
 		case *corev1.Secret:
@@ -210,7 +221,7 @@ func TestKubernetesManifests(t *testing.T) {
 			}
 		case *corev1.ServiceAccount:
 		default:
-			t.Errorf("%s: kind %s is not expected here (a DaemonSet, StatefulSet or second controller would export every event again)", o, o.Kind)
+			t.Errorf("%s: kind %s is not expected here (a StatefulSet or another controller would export every event again)", o, o.Kind)
 		}
 	}
 	for _, o := range objs {
@@ -230,6 +241,14 @@ func TestKubernetesManifests(t *testing.T) {
 			checkDeployment(t, o, o.Obj.(*appsv1.Deployment), img, cfgText, configMaps, pvcs, services)
 		})
 	}
+	if len(daemonSets) == 0 {
+		t.Fatal("no DaemonSet under docker/kubernetes")
+	}
+	for _, o := range daemonSets {
+		t.Run(strings.TrimSuffix(o.File, ".yaml"), func(t *testing.T) {
+			checkDaemonSet(t, o, o.Obj.(*appsv1.DaemonSet), img, cfgText, configMaps, services, roles, bindings)
+		})
+	}
 }
 
 func checkDeployment(t *testing.T, o object, d *appsv1.Deployment, img dockerImage, cfgText string,
@@ -240,11 +259,118 @@ func checkDeployment(t *testing.T, o object, d *appsv1.Deployment, img dockerIma
 	if d.Spec.Strategy.Type != appsv1.RecreateDeploymentStrategyType {
 		t.Errorf("%s: strategy must be Recreate (the old pod must release the volume and the position store first), got %q", o, d.Spec.Strategy.Type)
 	}
-	pod := d.Spec.Template
-	if d.Spec.Selector == nil {
+	env, in, fb, mountOf := checkPod(t, o, d.Spec.Selector, d.Spec.Template, img, cfgText, configMaps, services)
+	if env["TELEPORT_LEADER_ELECTION"] != "" {
+		t.Errorf("%s: a single replica needs no leader election", o)
+	}
+	_ = fb
+	for _, p := range []struct{ what, file string }{
+		{"db", expandEnv(get(in, "db"), env)},
+		{"storage.path", expandEnv(scalarString(parseFBYAML(t, []byte(cfgText)).Service["storage.path"]), env)},
+	} {
+		m, v, ok := mountOf(p.file)
+		switch {
+		case !ok || v.PersistentVolumeClaim == nil:
+			t.Errorf("%s: %s %s is not on a PersistentVolumeClaim", o, p.what, p.file)
+		case pvcs[o.NS+"/"+v.PersistentVolumeClaim.ClaimName] == nil:
+			t.Errorf("%s: PersistentVolumeClaim %s is not among the manifests", o, v.PersistentVolumeClaim.ClaimName)
+		case m.ReadOnly:
+			t.Errorf("%s: %s %s is on a read-only mount", o, p.what, p.file)
+		}
+	}
+}
+
+// checkDaemonSet checks the leader-election variant: every node runs a
+// candidate, the holder of the Lease exports. Its position is handed over
+// through the API; the local db and Fluent Bit's buffer stay on the node
+// (hostPath), so a pod that restarts on its node finds both again.
+func checkDaemonSet(t *testing.T, o object, d *appsv1.DaemonSet, img dockerImage, cfgText string,
+	configMaps map[string]*corev1.ConfigMap, services []*corev1.Service, roles map[string]*rbacv1.Role, bindings []*rbacv1.RoleBinding) {
+	env, in, fb, mountOf := checkPod(t, o, d.Spec.Selector, d.Spec.Template, img, cfgText, configMaps, services)
+	if got := expandEnv(get(in, "leader_election"), env); got != "kubernetes" {
+		t.Errorf("%s: leader_election is %q: every pod would export every event; set TELEPORT_LEADER_ELECTION=kubernetes", o, got)
+	}
+	fields := map[string]string{}
+	for _, e := range fb.Env {
+		if e.ValueFrom != nil && e.ValueFrom.FieldRef != nil {
+			fields[e.Name] = e.ValueFrom.FieldRef.FieldPath
+		}
+	}
+	if fields["POD_NAME"] != "metadata.name" || fields["NODE_NAME"] != "spec.nodeName" {
+		t.Errorf("%s: POD_NAME and NODE_NAME must come from the downward API (metadata.name, spec.nodeName): they name the candidate", o)
+	}
+	for _, p := range []struct{ what, file string }{
+		{"db", expandEnv(get(in, "db"), env)},
+		{"storage.path", expandEnv(scalarString(parseFBYAML(t, []byte(cfgText)).Service["storage.path"]), env)},
+	} {
+		m, v, ok := mountOf(p.file)
+		if !ok || v.HostPath == nil || m.ReadOnly {
+			t.Errorf("%s: %s %s must be on a writable hostPath volume (it comes back with the node)", o, p.what, p.file)
+			continue
+		}
+		owner := findContainer(d.Spec.Template.Spec.InitContainers, func(c corev1.Container) bool {
+			return isDataOwner(c) && len(c.VolumeMounts) == 1 && c.VolumeMounts[0].Name == m.Name && c.Command[2] == c.VolumeMounts[0].MountPath
+		})
+		if owner == nil {
+			t.Errorf("%s: hostPath volume %s is created owned by root: an init container must chown %d:%d its mount (with CHOWN only)", o, m.Name, nonrootUID, nonrootUID)
+		}
+	}
+	spec := d.Spec.Template.Spec
+	if spec.ServiceAccountName == "" || (spec.AutomountServiceAccountToken != nil && !*spec.AutomountServiceAccountToken) {
+		t.Fatalf("%s: the pods need a service account with its token mounted (the Lease is written with it)", o)
+	}
+	// The service account holds exactly the Role the plugin needs.
+	var bound []string
+	for _, b := range bindings {
+		for _, s := range b.Subjects {
+			if s.Kind == "ServiceAccount" && s.Name == spec.ServiceAccountName && (s.Namespace == o.NS || s.Namespace == "") && b.Namespace == o.NS {
+				bound = append(bound, b.RoleRef.Name)
+				if b.RoleRef.Kind != "Role" || roles[o.NS+"/"+b.RoleRef.Name] == nil {
+					t.Errorf("RoleBinding %s: binds %s %s, not a Role of the manifests", b.Name, b.RoleRef.Kind, b.RoleRef.Name)
+				}
+			}
+		}
+	}
+	if len(bound) != 1 {
+		t.Fatalf("%s: service account %s is bound to %v: want exactly one Role", o, spec.ServiceAccountName, bound)
+	}
+	want := map[string]string{"coordination.k8s.io/leases": "create,get,update", "/configmaps": "create,get,update"}
+	got := map[string]string{}
+	for _, r := range roles[o.NS+"/"+bound[0]].Rules {
+		for _, g := range r.APIGroups {
+			for _, res := range r.Resources {
+				verbs := append([]string(nil), r.Verbs...)
+				sort.Strings(verbs)
+				got[g+"/"+res] = strings.Join(verbs, ",")
+			}
+		}
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("Role %s: rules %v, want exactly %v (tests/kubeapi proves these are enough)", bound[0], got, want)
+	}
+}
+
+// isDataOwner is the DaemonSet's init container that hands the hostPath
+// directory to Fluent Bit's user: root, with CHOWN and nothing else.
+func isDataOwner(c corev1.Container) bool {
+	sc := c.SecurityContext
+	return len(c.Command) == 3 && c.Command[0] == "chown" && c.Command[1] == fmt.Sprintf("%d:%d", nonrootUID, nonrootUID) &&
+		sc != nil && sc.Capabilities != nil && len(sc.Capabilities.Add) == 1 && sc.Capabilities.Add[0] == "CHOWN" &&
+		contains(capStrings(sc.Capabilities.Drop), "ALL") && sc.AllowPrivilegeEscalation != nil && !*sc.AllowPrivilegeEscalation &&
+		sc.ReadOnlyRootFilesystem != nil && *sc.ReadOnlyRootFilesystem
+}
+
+// checkPod checks what every variant's pod has: labels, security, the
+// configuration from the ConfigMap, the identity, the probes. It returns
+// the container env, the teleport input's settings, the Fluent Bit
+// container and a lookup of the volume a file is on.
+func checkPod(t *testing.T, o object, selector *metav1.LabelSelector, pod corev1.PodTemplateSpec, img dockerImage, cfgText string,
+	configMaps map[string]*corev1.ConfigMap, services []*corev1.Service) (map[string]string, section, *corev1.Container, func(string) (corev1.VolumeMount, corev1.Volume, bool)) {
+	t.Helper()
+	if selector == nil {
 		t.Fatalf("%s: no selector", o)
 	}
-	for k, v := range d.Spec.Selector.MatchLabels {
+	for k, v := range selector.MatchLabels {
 		if pod.Labels[k] != v {
 			t.Errorf("%s: selector %s=%s does not match the pod labels", o, k, v)
 		}
@@ -279,6 +405,9 @@ func checkDeployment(t *testing.T, o object, d *appsv1.Deployment, img dockerIma
 	for _, c := range all {
 		where := fmt.Sprintf("%s container %s", o, c.Name)
 		checkImage(t, where, c.Image)
+		if isDataOwner(c) {
+			continue // checked by checkDaemonSet
+		}
 		checkContainerSecurity(t, where, c.SecurityContext)
 	}
 
@@ -336,8 +465,8 @@ func checkDeployment(t *testing.T, o object, d *appsv1.Deployment, img dockerIma
 	// configuration's defaults.
 	env := map[string]string{}
 	for _, e := range fb.Env {
-		if e.ValueFrom != nil {
-			t.Errorf("%s: env %s: use plain values so the test can resolve them", o, e.Name)
+		if e.ValueFrom != nil && (e.ValueFrom.FieldRef == nil || !strings.HasSuffix(e.Name, "_NAME")) {
+			t.Errorf("%s: env %s: use plain values so the test can resolve them (only POD_NAME and NODE_NAME come from the downward API)", o, e.Name)
 		}
 		env[e.Name] = e.Value
 	}
@@ -346,21 +475,6 @@ func checkDeployment(t *testing.T, o object, d *appsv1.Deployment, img dockerIma
 	if expandEnv(get(in, "addr"), env) == "" {
 		t.Errorf("%s: TELEPORT_ADDR is not set", o)
 	}
-	for _, p := range []struct{ what, file string }{
-		{"db", expandEnv(get(in, "db"), env)},
-		{"storage.path", expandEnv(scalarString(cfg.Service["storage.path"]), env)},
-	} {
-		m, v, ok := mountOf(fb, p.file)
-		switch {
-		case !ok || v.PersistentVolumeClaim == nil:
-			t.Errorf("%s: %s %s is not on a PersistentVolumeClaim", o, p.what, p.file)
-		case pvcs[o.NS+"/"+v.PersistentVolumeClaim.ClaimName] == nil:
-			t.Errorf("%s: PersistentVolumeClaim %s is not among the manifests", o, v.PersistentVolumeClaim.ClaimName)
-		case m.ReadOnly:
-			t.Errorf("%s: %s %s is on a read-only mount", o, p.what, p.file)
-		}
-	}
-
 	// The identity is read-only for Fluent Bit: a Secret, or a memory
 	// emptyDir that a tbot sidecar writes.
 	idFile := expandEnv(get(in, "identity_file"), env)
@@ -407,6 +521,7 @@ func checkDeployment(t *testing.T, o object, d *appsv1.Deployment, img dockerIma
 			t.Errorf("%s: %s path %q: want one of %v", o, p.name, p.probe.HTTPGet.Path, p.paths)
 		}
 	}
+	return env, in, fb, func(file string) (corev1.VolumeMount, corev1.Volume, bool) { return mountOf(fb, file) }
 }
 
 func checkContainerSecurity(t *testing.T, where string, sc *corev1.SecurityContext) {

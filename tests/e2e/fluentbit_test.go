@@ -53,7 +53,16 @@ func startFluentBit(t testing.TB, bin string, args ...string) *proc {
 // with its standard output too, unless stdout is given to take that apart.
 func launch(t testing.TB, stdout io.Writer, bin string, args ...string) *proc {
 	t.Helper()
+	return launchEnv(t, nil, stdout, bin, args...)
+}
+
+// launchEnv is launch with variables added to the environment.
+func launchEnv(t testing.TB, env []string, stdout io.Writer, bin string, args ...string) *proc {
+	t.Helper()
 	p := &proc{cmd: exec.Command(bin, args...), done: make(chan struct{})}
+	if env != nil {
+		p.cmd.Env = append(os.Environ(), env...)
+	}
 	var log io.Reader
 	var err error
 	if stdout != nil {

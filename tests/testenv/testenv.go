@@ -135,6 +135,54 @@ func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bo
 	}
 }
 
+// Live appends perSecond generated events timed now to s, a tenth every
+// 100 ms, as an Auth Service writes them, until the returned stop is
+// called; stop returns the ids of all it appended.
+func Live(s *teleportfake.Server, seed int64, perSecond int) (stop func() []string) {
+	var ids []string
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		gen := teleportfake.NewGenerator(seed)
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-quit:
+				return
+			case <-tick.C:
+			}
+			evs := gen.Events(perSecond/10, time.Now().UTC(), time.Millisecond)
+			s.Append(evs...)
+			ids = append(ids, IDs(evs)...)
+		}
+	}()
+	return func() []string {
+		close(quit)
+		<-done
+		return ids
+	}
+}
+
+// EveryOnce waits until count reports each of want at least once, and
+// returns the last counts and how many copies there were beyond one.
+func EveryOnce(t testing.TB, timeout time.Duration, want []string, count func() map[string]int) (seen map[string]int, duplicates int) {
+	t.Helper()
+	Eventually(t, timeout, "every event delivered", func() bool {
+		seen = count()
+		for _, id := range want {
+			if seen[id] == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	for _, n := range seen {
+		duplicates += n - 1
+	}
+	return seen, duplicates
+}
+
 // TeleportJSON is the event as Teleport's JSON has it, plus the base64 "data"
 // Teleport adds to a print event's unstructured form: what the plugin's
 // record, or its "message", must decode to.

@@ -96,7 +96,7 @@ func TestBatchDroppedByProcessorsIsNotWaitedFor(t *testing.T) {
 
 func TestInstanceCountersGoneFallsBackToTheTimeRule(t *testing.T) {
 	c := &fakeCounters{}
-	h := &handover{counters: c, interval: 250 * time.Millisecond}
+	h := &inFlight{counters: c, interval: 250 * time.Millisecond}
 	at := time.Unix(1000, 0)
 	h.batch, h.since, h.counted = &emit.Batch{}, at, true
 	assert.False(t, h.held(at.Add(time.Second), false))
@@ -107,8 +107,8 @@ func TestInstanceCountersGoneFallsBackToTheTimeRule(t *testing.T) {
 
 func TestTimeRule(t *testing.T) {
 	at := time.Unix(1000, 0)
-	fresh := func() *handover {
-		return &handover{interval: 250 * time.Millisecond, batch: &emit.Batch{}, since: at}
+	fresh := func() *inFlight {
+		return &inFlight{interval: 250 * time.Millisecond, batch: &emit.Batch{}, since: at}
 	}
 	h := fresh()
 	assert.False(t, h.held(at.Add(749*time.Millisecond), false))

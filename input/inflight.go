@@ -55,8 +55,8 @@ func ringBufferInterval() time.Duration {
 	return 250 * time.Millisecond
 }
 
-// handover tracks the batch in flight.
-type handover struct {
+// inFlight tracks the batch in flight.
+type inFlight struct {
 	mu       sync.Mutex
 	counters Counters // nil: the time rule
 	interval time.Duration
@@ -76,15 +76,15 @@ type handover struct {
 // SetCounters lets the instance read Fluent Bit's counters; call it before
 // the first collect. Without it the time rule applies.
 func (x *Instance) SetCounters(c Counters) {
-	x.hand.mu.Lock()
-	defer x.hand.mu.Unlock()
-	x.hand.counters = c
+	x.flight.mu.Lock()
+	defer x.flight.mu.Unlock()
+	x.flight.counters = c
 }
 
 // HandOver records the batch that the collect callback is about to return
 // to Fluent Bit.
 func (x *Instance) HandOver(b *emit.Batch) {
-	h := &x.hand
+	h := &x.flight
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.batch, h.records = b, len(b.Records)
@@ -97,7 +97,7 @@ func (x *Instance) HandOver(b *emit.Batch) {
 
 // Handed runs at the cleanup callback: Fluent Bit has its own copy now.
 func (x *Instance) Handed() {
-	h := &x.hand
+	h := &x.flight
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.batch == nil {
@@ -114,7 +114,7 @@ func (x *Instance) Handed() {
 // settle commits the batch in flight if Fluent Bit holds it in a chunk, and
 // reports whether nothing is in flight now.
 func (x *Instance) settle(exiting bool) bool {
-	h := &x.hand
+	h := &x.flight
 	h.mu.Lock()
 	b, n := h.batch, h.records
 	if b == nil {
@@ -132,7 +132,7 @@ func (x *Instance) settle(exiting bool) bool {
 	return held
 }
 
-func (h *handover) held(now time.Time, exiting bool) bool {
+func (h *inFlight) held(now time.Time, exiting bool) bool {
 	if h.dropped {
 		return true
 	}
@@ -154,14 +154,14 @@ func (x *Instance) Exiting() {
 	x.settle(true)
 }
 
-func (h *handover) pause() {
+func (h *inFlight) pause() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.paused = true
 	h.pauses++
 }
 
-func (h *handover) resume(now time.Time) {
+func (h *inFlight) resume(now time.Time) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.paused, h.pauses = false, 0
