@@ -69,6 +69,7 @@ type Config struct {
 
 	ExportMode        string // auto, bulk or search
 	ExportConcurrency int
+	SearchConcurrency int // windows a search backfill reads at once
 	SettlePeriod      time.Duration
 
 	Sessions           bool
@@ -119,8 +120,10 @@ var settings = []setting{
 			c.WindowSize = c.WindowSize.Truncate(time.Second)
 			return err
 		}},
-	{key: "page_size", def: "500", accepts: "a whole number from 1 to 10000",
+	{key: "page_size", def: "10000", accepts: "a whole number from 1 to 10000",
 		apply: func(c *Config, v string) (err error) { c.PageSize, err = parseIntIn(v, 1, MaxPageSize); return err }},
+	{key: "search_concurrency", def: "2", accepts: "a whole number from 1 to 16",
+		apply: func(c *Config, v string) (err error) { c.SearchConcurrency, err = parseIntIn(v, 1, 16); return err }},
 	{key: "poll_interval", def: "1s", accepts: "a duration from 100ms to 1h, such as 1s or 30s",
 		apply: func(c *Config, v string) (err error) {
 			c.PollInterval, err = parseDurationIn(v, minPollInterval, time.Hour)
@@ -321,8 +324,8 @@ func (c Config) Summary() string {
 	if metrics == "" {
 		metrics = "off"
 	}
-	return fmt.Sprintf("addr=%s %s db=%s start_time=%s export_mode=%s export_concurrency=%d window_size=%s page_size=%d poll_interval=%s settle_period=%s types=%s skip_event_types=%s sessions=%s batch_max_records=%d batch_max_bytes=%d dial_timeout=%s metrics_listen=%s status_interval=%s",
-		c.Addr, creds, c.DB, start, c.ExportMode, c.ExportConcurrency, c.WindowSize, c.PageSize, c.PollInterval, c.SettlePeriod,
+	return fmt.Sprintf("addr=%s %s db=%s start_time=%s export_mode=%s export_concurrency=%d window_size=%s page_size=%d search_concurrency=%d poll_interval=%s settle_period=%s types=%s skip_event_types=%s sessions=%s batch_max_records=%d batch_max_bytes=%d dial_timeout=%s metrics_listen=%s status_interval=%s",
+		c.Addr, creds, c.DB, start, c.ExportMode, c.ExportConcurrency, c.WindowSize, c.PageSize, c.SearchConcurrency, c.PollInterval, c.SettlePeriod,
 		joinOr(c.Types, "all"), joinOr(c.SkipEventTypes, "none"), sessions, c.BatchMaxRecords, c.BatchMaxBytes, c.DialTimeout,
 		metrics, c.StatusInterval)
 }
