@@ -193,19 +193,33 @@ func (rt *Server) Emit(t testing.TB, n int) Manifest {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	before := len(rt.Manifest(t).List)
-	_, err := fmt.Fprintf(rt.stdin, "emit %d\n", n)
-	require.NoError(t, err)
-	line := rt.next(t, 30*time.Second)
-	prefix := fmt.Sprintf("ok emitted %d last=", n)
-	require.True(t, strings.HasPrefix(line, prefix), "answer to emit: %q", line)
+	last := rt.emit(t, n)
 	all := rt.Manifest(t)
 	require.Len(t, all.List, before+n)
 	out := NewManifest()
 	for _, e := range all.List[before:] {
 		out.Add(e)
 	}
-	require.Equal(t, strings.TrimPrefix(line, prefix), out.List[n-1].UID)
+	require.Equal(t, last, out.List[n-1].UID)
 	return out
+}
+
+// EmitFast is Emit without reading the manifest, for a steady stream: it
+// returns the last event's uid.
+func (rt *Server) EmitFast(t testing.TB, n int) string {
+	t.Helper()
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	return rt.emit(t, n)
+}
+
+func (rt *Server) emit(t testing.TB, n int) string {
+	_, err := fmt.Fprintf(rt.stdin, "emit %d\n", n)
+	require.NoError(t, err)
+	line := rt.next(t, 30*time.Second)
+	prefix := fmt.Sprintf("ok emitted %d last=", n)
+	require.True(t, strings.HasPrefix(line, prefix), "answer to emit: %q", line)
+	return strings.TrimPrefix(line, prefix)
 }
 
 // stop sends quit and waits for a clean exit (kills after 10 seconds).
