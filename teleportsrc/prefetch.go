@@ -41,6 +41,8 @@ type pendingPage struct {
 // It then starts reading ahead what should come next.
 func (s *Search) fetch(ctx context.Context, c Client, q query) (Page, error) {
 	page, err, ok := s.ahead.take(ctx, q)
+	// The next windows do not depend on this page: they are read meanwhile.
+	s.readNextWindows(ctx, c, q)
 	if !ok {
 		page, err = c.SearchEvents(ctx, searchRequest(s.cfg.Types, s.cfg.PageSize, q.from, q.to, q.key))
 	}
@@ -48,17 +50,17 @@ func (s *Search) fetch(ctx context.Context, c Client, q query) (Page, error) {
 		s.ahead.reset()
 		return page, err
 	}
-	s.readNext(ctx, c, q, page.LastKey)
+	if page.LastKey != "" {
+		// The reader asks exactly this next, open window or not.
+		s.readAheadFor(ctx, c, query{from: q.from, to: q.to, key: page.LastKey})
+	}
 	return page, nil
 }
 
-// readNext starts the queries that follow q, whose page ended with key.
-func (s *Search) readNext(ctx context.Context, c Client, q query, key string) {
+// readNextWindows starts the first page queries of the closed windows after
+// q's, up to Concurrency windows in all, unless they are pending already.
+func (s *Search) readNextWindows(ctx context.Context, c Client, q query) {
 	windows := max(s.cfg.Concurrency, 1)
-	if key != "" {
-		// The reader asks exactly this next, open window or not.
-		s.readAheadFor(ctx, c, query{from: q.from, to: q.to, key: key})
-	}
 	now := s.now()
 	for from, i := q.to, 1; i < windows; i++ {
 		to := windowEnd(from, s.cfg.Window)
