@@ -66,12 +66,18 @@ func benchRealLog(b *testing.B, so string, n, pageSize int) {
 	label := fmt.Sprintf("real Teleport, %d events over 7 days:", n)
 	fmt.Printf("%s seeded in %s\n", label, time.Since(began).Round(time.Second))
 
+	// The day files were just written: they are in the page cache, as a
+	// running server's recent days are.
 	clt := bareClient(b, rt)
-	total, _, _ := pageServer(b, clt, rt.Start(), pageSize) // warms the page cache, as a running server has it
-	best := 0.0
+	total, best := 0, 0.0
 	for _, size := range []int{pageSize, conf.MaxPageSize} {
+		if size == pageSize && size == conf.MaxPageSize && total > 0 {
+			fmt.Printf("%s server page rate, bare client, page size %d: the same measurement (the plugin's page size is %d)\n", label, size, pageSize)
+			continue
+		}
 		got, pages, d := pageServer(b, clt, rt.Start(), size)
-		require.Equal(b, total, got, "the bare client reads the same events each time")
+		require.True(b, total == 0 || got == total, "the bare client reads the same events each time")
+		total = got
 		rate := float64(got) / d.Seconds()
 		best = max(best, rate)
 		fmt.Printf("%s server page rate, bare client, page size %d: %.0f events/s (%d events, %d pages, %s)\n",
@@ -113,7 +119,7 @@ func defaultProps(rt *realauth.Server, db string) map[string]string {
 	return map[string]string{"addr": rt.Addr, "identity_file": rt.Identity, "db": db, "start_time": rt.Start().Format(time.RFC3339)}
 }
 
-func bareClient(b *testing.B, rt *realauth.Server) *client.Client {
+func bareClient(b testing.TB, rt *realauth.Server) *client.Client {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	clt, err := client.New(ctx, client.Config{
@@ -131,7 +137,7 @@ func bareClient(b *testing.B, rt *realauth.Server) *client.Client {
 // pageServer reads every event from start to now, one query after the
 // other, in windows ending at UTC midnight (the fewest day files per
 // query), following the page keys.
-func pageServer(b *testing.B, clt *client.Client, start time.Time, size int) (events, pages int, took time.Duration) {
+func pageServer(b testing.TB, clt *client.Client, start time.Time, size int) (events, pages int, took time.Duration) {
 	ctx := context.Background()
 	now := time.Now().UTC()
 	begin := time.Now()
