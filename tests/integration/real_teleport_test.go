@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gravitational/teleport/api/client"
 	auditlogpb "github.com/gravitational/teleport/api/gen/proto/go/teleport/auditlog/v1"
 	"github.com/gravitational/teleport/api/types"
 	"github.com/gravitational/trace"
@@ -199,13 +198,7 @@ func TestRealTeleportAPIAnswers(t *testing.T) {
 	rt := realauth.Start(t, realauth.Options{Events: 700, Days: 2, Sessions: 1})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	clt, err := client.New(ctx, client.Config{
-		Addrs:       []string{rt.Addr},
-		Credentials: []client.Credentials{client.LoadIdentityFile(rt.Identity)},
-		DialTimeout: 10 * time.Second,
-	})
-	require.NoError(t, err)
-	defer clt.Close()
+	clt := rt.Client(t)
 
 	ping, err := clt.Ping(ctx)
 	require.NoError(t, err)

@@ -12,6 +12,7 @@ package realauth
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -23,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gravitational/teleport/api/client"
 	"github.com/stretchr/testify/require"
 
 	"github.com/fluent-bit-teleport/fluent-bit-teleport/tests/flbhost"
@@ -148,6 +150,20 @@ func Start(t testing.TB, o Options) *Server {
 	}
 	require.True(t, strings.HasPrefix(rt.Addr, "127.0.0.1:"), "loopback only: %s", rt.Addr)
 	return rt
+}
+
+// Client is a bare Teleport API client with the exporter's identity,
+// closed when the test ends.
+func (rt *Server) Client(t testing.TB) *client.Client {
+	t.Helper()
+	clt, err := client.New(context.Background(), client.Config{
+		Addrs:       []string{rt.Addr},
+		Credentials: []client.Credentials{client.LoadIdentityFile(rt.Identity)},
+		DialTimeout: 10 * time.Second,
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { clt.Close() })
+	return clt
 }
 
 // PID is realauthd's process id (to measure its CPU time).
