@@ -4,6 +4,7 @@ go 1.26.8
 
 require (
 	github.com/dgraph-io/badger/v4 v4.9.6
+	github.com/fluent/fluent-bit-go v0.0.0-20260305090907-bda21e692da6
 	github.com/gravitational/teleport/api v0.0.0-20260730002236-124869b1f4f0
 	github.com/gravitational/trace v1.5.4
 	github.com/prometheus/client_golang v1.23.2

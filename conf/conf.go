@@ -78,7 +78,18 @@ type Config struct {
 
 	MetricsListen  string // host:port of the Prometheus endpoint, "" = off
 	StatusInterval time.Duration
+
+	Format string // FormatFields or FormatMessage
+
+	// values are the settings in effect, as written or defaulted, for Summary.
+	values map[string]string
 }
+
+// Record formats.
+const (
+	FormatFields  = "fields"  // the event's fields as the record's
+	FormatMessage = "message" // the event's JSON text in the record's "message"
+)
 
 // Export modes.
 const (
@@ -87,11 +98,14 @@ const (
 	ModeSearch = "search"
 )
 
-// setting describes one key: its default (as the user would write it),
-// what it accepts, and how to store it.
+// setting describes one key: its default (as the user would write it), or
+// what leaving it unset means, what it accepts, and how to store it. This
+// table is the one list of settings: Parse, Keys, Defaults, Summary and the
+// README's check read it.
 type setting struct {
 	key      string
 	def      string
+	unset    string // without a default: what unset means (Summary, the README's "(…)")
 	accepts  string
 	required bool
 	apply    func(c *Config, v string) error
@@ -110,7 +124,7 @@ var settings = []setting{
 		apply: func(c *Config, v string) error { c.CAFile = v; return nil }},
 	{key: "db", required: true, accepts: "a directory for the plugin's position store, e.g. /var/lib/fluent-bit/teleport",
 		apply: func(c *Config, v string) error { c.DB = v; return nil }},
-	{key: "start_time", accepts: "an RFC 3339 time such as 2026-01-02T15:04:05Z, or `now`",
+	{key: "start_time", def: "now", accepts: "an RFC 3339 time such as 2026-01-02T15:04:05Z, or `now`",
 		apply: func(c *Config, v string) (err error) { c.StartTime, err = parseStartTime(v); return err }},
 	{key: "start_after_uid", accepts: "the uid of an event at or up to 48h after start_time, such as the id the Event Handler saved (needs start_time)",
 		apply: func(c *Config, v string) error { c.StartAfterUID = v; return nil }},
@@ -129,9 +143,9 @@ var settings = []setting{
 			c.PollInterval, err = parseDurationIn(v, minPollInterval, time.Hour)
 			return err
 		}},
-	{key: "types", accepts: "a comma-separated list of event types, such as user.login,session.start",
+	{key: "types", unset: "all", accepts: "a comma-separated list of event types, such as user.login,session.start",
 		apply: func(c *Config, v string) (err error) { c.Types, err = parseTypes(v); return err }},
-	{key: "skip_event_types", accepts: "a comma-separated list of event types, such as cert.create,exec",
+	{key: "skip_event_types", unset: "none", accepts: "a comma-separated list of event types, such as cert.create,exec",
 		apply: func(c *Config, v string) (err error) { c.SkipEventTypes, err = parseTypes(v); return err }},
 	{key: "batch_max_records", def: "20000", accepts: "a whole number from 1 to 1000000",
 		apply: func(c *Config, v string) (err error) { c.BatchMaxRecords, err = parseIntIn(v, 1, 1000000); return err }},
@@ -163,7 +177,7 @@ var settings = []setting{
 		apply: func(c *Config, v string) (err error) { c.Sessions, err = parseBool(v); return err }},
 	{key: "session_concurrency", def: "5", accepts: "a whole number from 1 to 64",
 		apply: func(c *Config, v string) (err error) { c.SessionConcurrency, err = parseIntIn(v, 1, 64); return err }},
-	{key: "skip_session_types", def: "print", accepts: "a comma-separated list of session event types, such as print,desktop.recording, or none",
+	{key: "skip_session_types", def: "print,desktop.recording", accepts: "a comma-separated list of session event types, such as print,desktop.recording, or none",
 		apply: func(c *Config, v string) (err error) {
 			if strings.EqualFold(v, "none") {
 				c.SkipSessionTypes = nil
@@ -172,7 +186,7 @@ var settings = []setting{
 			c.SkipSessionTypes, err = parseTypes(v)
 			return err
 		}},
-	{key: "metrics_listen", accepts: "host:port for a Prometheus endpoint at /metrics, such as 0.0.0.0:2021 or 127.0.0.1:2021, or off",
+	{key: "metrics_listen", unset: "off", accepts: "host:port for a Prometheus endpoint at /metrics, such as 0.0.0.0:2021 or 127.0.0.1:2021, or off",
 		apply: func(c *Config, v string) error {
 			if strings.EqualFold(v, "off") {
 				return nil
@@ -199,6 +213,14 @@ var settings = []setting{
 		apply: func(c *Config, v string) (err error) {
 			c.DialTimeout, err = parseDurationIn(v, time.Second, 5*time.Minute)
 			return err
+		}},
+	{key: "format", def: FormatFields, accepts: "fields (the event's fields as the record's) or message (the event's JSON text in \"message\", for Elastic's teleport integration)",
+		apply: func(c *Config, v string) error {
+			c.Format = strings.ToLower(v)
+			if c.Format != FormatFields && c.Format != FormatMessage {
+				return errors.New("not a format")
+			}
+			return nil
 		}},
 }
 
@@ -227,7 +249,7 @@ func Defaults() map[string]string {
 // result. All problems are reported together, each naming the key, the value
 // and what is accepted.
 func Parse(g Getter) (Config, error) {
-	var c Config
+	c := Config{values: map[string]string{}}
 	var errs []error
 	for _, s := range settings {
 		v := strings.TrimSpace(g.Get(s.key))
@@ -241,6 +263,7 @@ func Parse(g Getter) (Config, error) {
 			}
 			v = s.def
 		}
+		c.values[s.key] = v
 		if err := s.apply(&c, v); err != nil {
 			errs = append(errs, fmt.Errorf("setting %q = %q: %v; accepted: %s", s.key, v, err, s.accepts))
 		}
@@ -305,36 +328,24 @@ func (c Config) CredentialFiles() []string {
 	return []string{c.CertFile, c.KeyFile, c.CAFile}
 }
 
-// Summary is the effective configuration for the start-up log line. It holds
+// Summary is the effective configuration for the start-up log line: every
+// setting in effect, as written or defaulted, in the table's order. It holds
 // paths only, never key material.
 func (c Config) Summary() string {
-	start := "now"
-	if !c.StartTime.IsZero() {
-		start = c.StartTime.Format(time.RFC3339)
+	var b strings.Builder
+	for _, s := range settings {
+		v, ok := c.values[s.key]
+		if !ok {
+			if v = s.unset; v == "" {
+				continue
+			}
+		}
+		if b.Len() > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(s.key + "=" + v)
 	}
-	creds := "identity_file=" + c.IdentityFile
-	if c.IdentityFile == "" {
-		creds = fmt.Sprintf("cert_file=%s key_file=%s ca_file=%s", c.CertFile, c.KeyFile, c.CAFile)
-	}
-	sessions := "off"
-	if c.Sessions {
-		sessions = fmt.Sprintf("on session_concurrency=%d skip_session_types=%s", c.SessionConcurrency, joinOr(c.SkipSessionTypes, "none"))
-	}
-	metrics := c.MetricsListen
-	if metrics == "" {
-		metrics = "off"
-	}
-	return fmt.Sprintf("addr=%s %s db=%s start_time=%s export_mode=%s export_concurrency=%d window_size=%s page_size=%d search_concurrency=%d poll_interval=%s settle_period=%s types=%s skip_event_types=%s sessions=%s batch_max_records=%d batch_max_bytes=%d dial_timeout=%s metrics_listen=%s status_interval=%s",
-		c.Addr, creds, c.DB, start, c.ExportMode, c.ExportConcurrency, c.WindowSize, c.PageSize, c.SearchConcurrency, c.PollInterval, c.SettlePeriod,
-		joinOr(c.Types, "all"), joinOr(c.SkipEventTypes, "none"), sessions, c.BatchMaxRecords, c.BatchMaxBytes, c.DialTimeout,
-		metrics, c.StatusInterval)
-}
-
-func joinOr(l []string, empty string) string {
-	if len(l) == 0 {
-		return empty
-	}
-	return strings.Join(l, ",")
+	return b.String()
 }
 
 func checkAddr(v string) error {

@@ -40,7 +40,8 @@ func TestParseDefaults(t *testing.T) {
 	assert.Equal(t, time.Minute, c.SettlePeriod)
 	assert.False(t, c.Sessions)
 	assert.Equal(t, 5, c.SessionConcurrency)
-	assert.Equal(t, []string{"print"}, c.SkipSessionTypes)
+	assert.Equal(t, []string{"print", "desktop.recording"}, c.SkipSessionTypes, "as the Event Handler's since gravitational/teleport#59651")
+	assert.Equal(t, FormatFields, c.Format)
 	assert.Empty(t, c.MetricsListen, "metrics are opt-in")
 	assert.Equal(t, time.Minute, c.StatusInterval)
 	assert.Empty(t, c.Types)
@@ -75,6 +76,15 @@ func TestParseSessionAndExportSettings(t *testing.T) {
 	assert.True(t, c.Sessions)
 	assert.Equal(t, 2, c.SessionConcurrency)
 	assert.Empty(t, c.SkipSessionTypes)
+}
+
+func TestParseFormat(t *testing.T) {
+	c, err := Parse(with("format", "Message"))
+	require.NoError(t, err)
+	assert.Equal(t, FormatMessage, c.Format)
+	_, err = Parse(with("format", "json"))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `setting "format" = "json": not a format; accepted: fields (the event's fields as the record's) or message`)
 }
 
 func TestParseMetricsSettings(t *testing.T) {
@@ -169,9 +179,12 @@ func TestKeysAndDefaultsAgree(t *testing.T) {
 		assert.True(t, keys[k], k)
 	}
 	// Fluent Bit consumes these before the plugin sees them.
-	for _, reserved := range []string{"host", "port", "tag", "alias", "tls", "listen", "log_level"} {
-		assert.False(t, keys[reserved], reserved)
+	for k := range keys {
+		assert.False(t, isCoreInputKey(t, k), "%s is a key of Fluent Bit's core", k)
 	}
+	assert.True(t, isCoreInputKey(t, "TLS.verify"))
+	assert.True(t, isCoreInputKey(t, "net.keepalive"))
+	assert.False(t, isCoreInputKey(t, "tls.nonsense"))
 }
 
 // The summary logged at start-up names the credential files and never
@@ -190,6 +203,10 @@ func TestSummaryNamesCredentialFilesNotTheirContents(t *testing.T) {
 	assert.Contains(t, s, "identity_file="+id)
 	assert.Contains(t, s, "start_time=now")
 	assert.Contains(t, s, "skip_event_types=none")
+	assert.Contains(t, s, "types=all")
+	assert.Contains(t, s, "skip_session_types=print,desktop.recording")
+	assert.Contains(t, s, "metrics_listen=off")
+	assert.NotContains(t, s, "cert_file=", "unset paths are left out")
 	assert.NotContains(t, s, "SECRET-IDENTITY-MARKER")
 	assert.NotContains(t, s, "PRIVATE KEY")
 
@@ -198,6 +215,7 @@ func TestSummaryNamesCredentialFilesNotTheirContents(t *testing.T) {
 	require.NoError(t, err)
 	s = c.Summary()
 	assert.Contains(t, s, "cert_file="+cert+" key_file="+key+" ca_file="+ca)
+	assert.NotContains(t, s, "identity_file=")
 	assert.NotContains(t, s, "SECRET-")
 	assert.NotContains(t, s, "PRIVATE KEY")
 }

@@ -11,9 +11,27 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// coreInputKeys are consumed by Fluent Bit itself, never by the plugin.
-var coreInputKeys = map[string]bool{"name": true, "alias": true, "tag": true, "log_level": true,
-	"mem_buf_limit": true, "storage.type": true, "storage.pause_on_chunks_overlimit": true, "threaded": true, "routable": true}
+// coreInputKeysFile is the one list of the keys Fluent Bit's core consumes
+// (docker/manifests reads it too).
+const coreInputKeysFile = "testdata/fluent-bit-core-input-keys.txt"
+
+// isCoreInputKey reports whether Fluent Bit itself consumes key k, never the
+// plugin.
+func isCoreInputKey(t *testing.T, k string) bool {
+	raw, err := os.ReadFile(coreInputKeysFile)
+	require.NoError(t, err)
+	k = strings.ToLower(k)
+	for _, line := range strings.Split(string(raw), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if prefix, ok := strings.CutSuffix(line, "*"); ok && strings.HasPrefix(k, prefix) || line == k {
+			return true
+		}
+	}
+	return false
+}
 
 // exampleFiles lists the example configurations: examples/*, the
 // destination pipelines in examples/destinations/*, and the systemd unit's.
@@ -92,7 +110,7 @@ func yamlString(v any) string {
 func TestExamplesUseOnlyRealSettings(t *testing.T) {
 	inputs := teleportInputs(t)
 	require.NotEmpty(t, inputs)
-	for _, dest := range []string{"elasticsearch", "splunk", "datadog", "http", "stdout"} {
+	for _, dest := range []string{"elasticsearch", "elastic-integration", "splunk", "datadog", "http", "stdout"} {
 		for _, ext := range []string{".conf", ".yaml"} {
 			require.Len(t, inputs[filepath.Join("examples", "destinations", dest+ext)], 1, "the %s%s destination example has its teleport input checked", dest, ext)
 		}
@@ -102,7 +120,7 @@ func TestExamplesUseOnlyRealSettings(t *testing.T) {
 			var own []string
 			g := MapGetter{}
 			for k, v := range in {
-				if !coreInputKeys[k] {
+				if !isCoreInputKey(t, k) {
 					own = append(own, k)
 					g[k] = v
 				}

@@ -44,10 +44,18 @@ func (d Delete) Key() string { return string(d) }
 func (d Delete) Value() []byte { return nil }
 
 // Seen is an entry of the delivered-event index: the event with this uid,
-// of this UTC date, was handed to Fluent Bit.
+// of this second, was handed to Fluent Bit. The index keeps entries by UTC
+// hour (seen/<date>/h<hour>/<batch>), so that a reader loads only the hours
+// it asks about.
 type Seen struct {
-	Date string // YYYY-MM-DD
-	UID  string
+	Second int64 // unix seconds
+	UID    string
+}
+
+// seenHour is the key prefix of the index entries of the hour holding sec.
+func seenHour(sec int64) string {
+	t := time.Unix(sec, 0).UTC()
+	return seenPrefix + t.Format(time.DateOnly) + "/h" + t.Format("15") + "/"
 }
 
 // UIDHash is how the index stores a uid: 16 bytes of FNV-128a, small enough
@@ -103,6 +111,7 @@ func Open(dir string, log Logger) (*Store, error) {
 	if err := os.MkdirAll(abs, 0o700); err != nil {
 		return nil, fmt.Errorf("db %q: cannot create the directory: %w", dir, err)
 	}
+	removeEmptyMemtables(abs, log)
 	db, err := badger.Open(smallOptions(abs, log))
 	if err != nil {
 		if strings.Contains(err.Error(), "Cannot acquire directory lock") {
@@ -114,6 +123,23 @@ func Open(dir string, log Logger) (*Store, error) {
 	go s.collectGarbage()
 	open[abs] = s
 	return s, nil
+}
+
+// removeEmptyMemtables deletes 0-byte .mem files. A kill between Badger
+// creating a memtable file and its first write leaves one, and badger.Open
+// then fails with "Create a new file" (dgraph-io/badger#2207). An empty
+// memtable holds no entries, so nothing is lost.
+func removeEmptyMemtables(dir string, log Logger) {
+	mems, _ := filepath.Glob(filepath.Join(dir, "*.mem"))
+	for _, m := range mems {
+		if fi, err := os.Stat(m); err == nil && fi.Size() == 0 {
+			if err := os.Remove(m); err != nil {
+				log.Warnf("db %q: cannot remove the empty memtable %s a crash left: %v", dir, filepath.Base(m), err)
+				continue
+			}
+			log.Infof("db %q: removed the empty memtable %s a crash left", dir, filepath.Base(m))
+		}
+	}
 }
 
 // smallOptions keeps Badger small: positions are a few kilobytes, so the
@@ -224,18 +250,19 @@ func (sp *Space) Commit(marks []Mark, seen []Seen) error {
 		v := m.Value()
 		ops = append(ops, op{key: []byte(sp.prefix + m.Key()), val: v, del: v == nil})
 	}
-	byDate := map[string][]byte{}
-	var dates []string
+	byHour := map[string][]byte{}
+	var hours []string
 	for _, e := range seen {
-		if byDate[e.Date] == nil {
-			dates = append(dates, e.Date)
+		hour := seenHour(e.Second)
+		if byHour[hour] == nil {
+			hours = append(hours, hour)
 		}
 		h := HashUID(e.UID)
-		byDate[e.Date] = append(byDate[e.Date], h[:]...)
+		byHour[hour] = append(byHour[hour], h[:]...)
 	}
-	for _, d := range dates {
-		key := fmt.Sprintf("%s%s%s/%016x-%08x", sp.prefix, seenPrefix, d, time.Now().UnixNano(), seenSeq.Add(1))
-		ops = append(ops, op{key: []byte(key), val: byDate[d]})
+	for _, hour := range hours {
+		key := fmt.Sprintf("%s%s%016x-%08x", sp.prefix, hour, time.Now().UnixNano(), seenSeq.Add(1))
+		ops = append(ops, op{key: []byte(key), val: byHour[hour]})
 	}
 	for len(ops) > 0 {
 		n := 0
@@ -265,18 +292,56 @@ func (sp *Space) Commit(marks []Mark, seen []Seen) error {
 	return nil
 }
 
-// LoadSeen calls fn with every index entry of a date.
-func (sp *Space) LoadSeen(date string, fn func(UIDHash)) error {
-	return sp.Scan(seenPrefix+date+"/", func(key string, val []byte) error {
-		if len(val)%len(UIDHash{}) != 0 {
+// LoadSeen calls fn with every index entry of the UTC hour holding second
+// sec, and with the entries an older version kept for its whole date
+// (seen/<date>/<batch>; batch names are hex, so they sort before "h").
+func (sp *Space) LoadSeen(sec int64, fn func(UIDHash)) error {
+	hour := seenHour(sec)
+	date := hour[:len(seenPrefix)+len(time.DateOnly)+1]
+	err := sp.Scan(date, func(key string, val []byte) error {
+		if strings.HasPrefix(key[len(date):], "h") {
+			return errStopScan
+		}
+		return eachHash(key, val, fn)
+	})
+	if err != nil && !errors.Is(err, errStopScan) {
+		return err
+	}
+	return sp.Scan(hour, func(key string, val []byte) error { return eachHash(key, val, fn) })
+}
+
+// ScanSeen calls fn with every index entry and the first second of its
+// hour (of its date, for entries of an older version), oldest first.
+func (sp *Space) ScanSeen(fn func(hour int64, h UIDHash)) error {
+	return sp.Scan(seenPrefix, func(key string, val []byte) error {
+		rest := strings.TrimPrefix(key, seenPrefix)
+		date, batch, _ := strings.Cut(rest, "/")
+		t, err := time.Parse(time.DateOnly, date)
+		if err != nil {
 			return fmt.Errorf("index entry %s is corrupt", key)
 		}
-		for len(val) > 0 {
-			fn(UIDHash(val[:16]))
-			val = val[16:]
+		if len(batch) > 3 && batch[0] == 'h' && batch[3] == '/' {
+			hh, err := time.ParseDuration(batch[1:3] + "h")
+			if err != nil {
+				return fmt.Errorf("index entry %s is corrupt", key)
+			}
+			t = t.Add(hh)
 		}
-		return nil
+		return eachHash(key, val, func(h UIDHash) { fn(t.Unix(), h) })
 	})
+}
+
+var errStopScan = errors.New("stop")
+
+func eachHash(key string, val []byte, fn func(UIDHash)) error {
+	if len(val)%len(UIDHash{}) != 0 {
+		return fmt.Errorf("index entry %s is corrupt", key)
+	}
+	for len(val) > 0 {
+		fn(UIDHash(val[:16]))
+		val = val[16:]
+	}
+	return nil
 }
 
 // Scan calls fn for every key under prefix, in key order, with the key

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -151,9 +152,10 @@ func TestDeleteMarksIndexScanAndPrune(t *testing.T) {
 	require.NoError(t, err)
 	defer s.Close()
 	sp := s.Space("c/i")
+	day := func(d int) int64 { return time.Date(2026, 1, d, 5, 30, 0, 0, time.UTC).Unix() }
 	require.NoError(t, sp.Commit([]Mark{mark{"bulk/2026-01-01/a", "1"}, mark{"bulk/2026-01-01/b", "2"}, mark{"bulk/2026-01-02/c", "3"}},
-		[]Seen{{"2026-01-01", "u1"}, {"2026-01-02", "u2"}, {"2026-01-03", "u3"}, {"2026-01-01", "u4"}}))
-	require.NoError(t, sp.Commit(nil, []Seen{{"2026-01-01", "u5"}}))
+		[]Seen{{day(1), "u1"}, {day(2), "u2"}, {day(3), "u3"}, {day(1), "u4"}}))
+	require.NoError(t, sp.Commit(nil, []Seen{{day(1), "u5"}}))
 
 	var keys []string
 	require.NoError(t, sp.Scan("bulk/2026-01-01/", func(k string, v []byte) error {
@@ -167,20 +169,77 @@ func TestDeleteMarksIndexScanAndPrune(t *testing.T) {
 	require.NoError(t, err)
 	assert.False(t, ok, "a nil value deletes")
 
-	seen := func(date string) map[UIDHash]bool {
+	seen := func(sec int64) map[UIDHash]bool {
 		out := map[UIDHash]bool{}
-		require.NoError(t, sp.LoadSeen(date, func(h UIDHash) { out[h] = true }))
+		require.NoError(t, sp.LoadSeen(sec, func(h UIDHash) { out[h] = true }))
 		return out
 	}
-	assert.Equal(t, map[UIDHash]bool{HashUID("u1"): true, HashUID("u4"): true, HashUID("u5"): true}, seen("2026-01-01"), "entries of several batches")
+	assert.Equal(t, map[UIDHash]bool{HashUID("u1"): true, HashUID("u4"): true, HashUID("u5"): true}, seen(day(1)), "entries of several batches")
 	n, err := sp.PruneSeen("2026-01-03")
 	require.NoError(t, err)
 	assert.Equal(t, 3, n, "two batches of 2026-01-01 and one of 2026-01-02")
-	assert.Empty(t, seen("2026-01-01"))
-	assert.Empty(t, seen("2026-01-02"))
-	assert.Equal(t, map[UIDHash]bool{HashUID("u3"): true}, seen("2026-01-03"))
+	assert.Empty(t, seen(day(1)))
+	assert.Empty(t, seen(day(2)))
+	assert.Equal(t, map[UIDHash]bool{HashUID("u3"): true}, seen(day(3)))
 	other := map[UIDHash]bool{}
-	require.NoError(t, s.Space("other/i").LoadSeen("2026-01-03", func(h UIDHash) { other[h] = true }))
+	require.NoError(t, s.Space("other/i").LoadSeen(day(3), func(h UIDHash) { other[h] = true }))
 	assert.Empty(t, other, "spaces stay apart")
 	assert.NotEqual(t, HashUID("a"), HashUID("b"))
+}
+
+// The index is kept by UTC hour: an hour loads only its own entries, plus
+// those an older version kept for the whole date. ScanSeen walks them all.
+func TestIndexIsKeptByHour(t *testing.T) {
+	s, err := Open(t.TempDir(), testLog{t})
+	require.NoError(t, err)
+	defer s.Close()
+	sp := s.Space("c/i")
+	at := func(h, m int) int64 { return time.Date(2026, 1, 1, h, m, 0, 0, time.UTC).Unix() }
+	require.NoError(t, sp.Commit(nil, []Seen{{at(5, 0), "five"}, {at(5, 59), "five-59"}, {at(6, 0), "six"}, {at(23, 59), "late"}}))
+	old, old2 := HashUID("old"), HashUID("old2")
+	require.NoError(t, sp.Set("seen/2026-01-01/000000000000abcd-00000001", append(old[:], old2[:]...)))
+
+	load := func(sec int64) []UIDHash {
+		var out []UIDHash
+		require.NoError(t, sp.LoadSeen(sec, func(h UIDHash) { out = append(out, h) }))
+		return out
+	}
+	assert.ElementsMatch(t, []UIDHash{HashUID("old"), HashUID("old2"), HashUID("five"), HashUID("five-59")}, load(at(5, 30)))
+	assert.ElementsMatch(t, []UIDHash{HashUID("old"), HashUID("old2"), HashUID("six")}, load(at(6, 1)))
+	assert.ElementsMatch(t, []UIDHash{HashUID("old"), HashUID("old2"), HashUID("late")}, load(at(23, 0)))
+
+	var keys []string
+	require.NoError(t, sp.Scan("seen/", func(k string, _ []byte) error { keys = append(keys, k); return nil }))
+	assert.Contains(t, keys[1], "seen/2026-01-01/h05/")
+
+	byHour := map[int64][]UIDHash{}
+	require.NoError(t, sp.ScanSeen(func(hour int64, h UIDHash) { byHour[hour] = append(byHour[hour], h) }))
+	assert.Equal(t, map[int64][]UIDHash{
+		at(0, 0):  {HashUID("old"), HashUID("old2")},
+		at(5, 0):  {HashUID("five"), HashUID("five-59")},
+		at(6, 0):  {HashUID("six")},
+		at(23, 0): {HashUID("late")},
+	}, byHour)
+}
+
+// A kill -9 between Badger creating a memtable file and its first write
+// leaves a 0-byte .mem file, and badger.Open then fails with "Create a new
+// file" (dgraph-io/badger#2207), so the plugin could not start after a crash.
+func TestOpenAfterACrashLeftAnEmptyMemtable(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, testLog{t})
+	require.NoError(t, err)
+	require.NoError(t, s.Space("a").Set("pos", []byte("42")))
+	require.NoError(t, s.Close())
+	mems, _ := filepath.Glob(filepath.Join(dir, "*.mem"))
+	next := len(mems) + 100
+	require.NoError(t, os.WriteFile(filepath.Join(dir, fmt.Sprintf("%05d.mem", next)), nil, 0o600))
+
+	s, err = Open(dir, testLog{t})
+	require.NoError(t, err)
+	defer s.Close()
+	v, ok, err := s.Space("a").Get("pos")
+	require.NoError(t, err)
+	require.True(t, ok)
+	assert.Equal(t, "42", string(v))
 }

@@ -325,6 +325,36 @@ func TestQueueCoalescesRunsOfPositions(t *testing.T) {
 	assert.Equal(t, "after", string(b.Marks[0].Value()))
 }
 
+// Positions of several keys in turn (bulk chunks, recordings whose prints
+// are skipped) while the queue is full and Fluent Bit holds the collector
+// back: one item per key, however many arrive, and each key's last
+// position reaches the batch.
+func TestQueuePositionsOfAlternatingKeysStayBounded(t *testing.T) {
+	q := NewQueue(1, 100)
+	ctx := context.Background()
+	require.NoError(t, q.Put(ctx, Item{Rec: []byte("r"), Mark: mark{"a", "r"}}))
+	for i := 0; i < 10000; i++ {
+		key := []string{"a", "b", "c"}[i%3]
+		require.NoError(t, q.Put(ctx, Item{Mark: mark{key, fmt.Sprint(i)}}))
+	}
+	assert.Equal(t, 4, len(q.items), "the record and one position per key")
+	b := q.Take(1, 100)
+	require.Len(t, b.Records, 1)
+	got := map[string]string{}
+	for _, m := range b.Marks {
+		got[m.Key()] = string(m.Value())
+	}
+	assert.Equal(t, map[string]string{"a": "9999", "b": "9997", "c": "9998"}, got)
+
+	// After the take, the run starts over behind the next record.
+	require.NoError(t, q.Put(ctx, Item{Mark: mark{"a", "x"}}))
+	require.NoError(t, q.Put(ctx, Item{Rec: []byte("s"), Mark: mark{"b", "s"}}))
+	require.NoError(t, q.Put(ctx, Item{Mark: mark{"a", "y"}}))
+	assert.Len(t, q.items, 3, "a record ends the run")
+	b = q.Take(1, 100)
+	assert.Equal(t, "y", string(b.Marks[0].Value()))
+}
+
 func TestQueueBlocksUntilTakeAndHonoursContext(t *testing.T) {
 	q := NewQueue(2, 1000)
 	ctx := context.Background()
@@ -378,17 +408,19 @@ func waitForWaits(t *testing.T, q *Queue, n int) {
 	}, 5*time.Second, time.Millisecond, "producers never blocked on the full queue")
 }
 
+// benchmarkEvent is a 24-field session.start, a typical audit event.
+var benchmarkEvent = map[string]any{
+	"event": "session.start", "code": "T2000I", "uid": "6d2a6f9c-2f1e-4d8e-9d4b-1c8a3b7e0f21", "time": "2026-03-04T05:06:07.123Z",
+	"cluster_name": "example.teleport.sh", "user": "alice@example.com", "login": "root", "sid": "b2a1f7d0-9a3c-4c59-8f1d-3e7a9d2c6b10",
+	"server_id": "3f9c2a1b-7d6e-4f5a-9b8c-1d2e3f4a5b6c", "server_hostname": "ip-10-0-1-23", "server_addr": "10.0.1.23:3022",
+	"addr.local": "10.0.1.23:3022", "addr.remote": "192.0.2.10:53412", "size": "80:25", "ei": float64(0), "namespace": "default",
+	"server_labels": map[string]any{"env": "prod", "team": "payments", "teleport.internal/resource-id": "abc"},
+	"user_roles":    []any{"access", "editor"}, "user_kind": float64(1), "private_key_policy": "none", "session_recording": "node",
+	"proto": "ssh", "initial_command": []any{""},
+}
+
 func BenchmarkRecord(b *testing.B) {
-	body := map[string]any{
-		"event": "session.start", "code": "T2000I", "uid": "6d2a6f9c-2f1e-4d8e-9d4b-1c8a3b7e0f21", "time": "2026-03-04T05:06:07.123Z",
-		"cluster_name": "example.teleport.sh", "user": "alice@example.com", "login": "root", "sid": "b2a1f7d0-9a3c-4c59-8f1d-3e7a9d2c6b10",
-		"server_id": "3f9c2a1b-7d6e-4f5a-9b8c-1d2e3f4a5b6c", "server_hostname": "ip-10-0-1-23", "server_addr": "10.0.1.23:3022",
-		"addr.local": "10.0.1.23:3022", "addr.remote": "192.0.2.10:53412", "size": "80:25", "ei": float64(0), "namespace": "default",
-		"server_labels": map[string]any{"env": "prod", "team": "payments", "teleport.internal/resource-id": "abc"},
-		"user_roles":    []any{"access", "editor"}, "user_kind": float64(1), "private_key_policy": "none", "session_recording": "node",
-		"proto": "ssh", "initial_command": []any{""},
-	}
-	s, _ := structpb.NewStruct(body)
+	s, _ := structpb.NewStruct(benchmarkEvent)
 	wire, _ := proto.Marshal(s)
 	var enc Encoder
 	var buf []byte
@@ -422,12 +454,12 @@ func TestTakeIntoSharesTheLimits(t *testing.T) {
 	ctx := context.Background()
 	for i := 0; i < 5; i++ {
 		require.NoError(t, a.Put(ctx, Item{Rec: []byte("aaaaaaaaaa"), Mark: mark{"a", fmt.Sprint(i)}}))
-		require.NoError(t, b.Put(ctx, Item{Rec: []byte("bbbbbbbbbb"), Mark: mark{"b", fmt.Sprint(i)}, Seen: &cursor.Seen{Date: "x", UID: fmt.Sprint(i)}}))
+		require.NoError(t, b.Put(ctx, Item{Rec: []byte("bbbbbbbbbb"), Mark: mark{"b", fmt.Sprint(i)}, Seen: &cursor.Seen{Second: 7, UID: fmt.Sprint(i)}}))
 	}
 	batch := a.Take(7, 1000)
 	b.TakeInto(batch, 7, 1000)
 	assert.Len(t, batch.Records, 7, "5 from a, 2 from b")
-	assert.Equal(t, []cursor.Seen{{Date: "x", UID: "0"}, {Date: "x", UID: "1"}}, batch.Seen)
+	assert.Equal(t, []cursor.Seen{{Second: 7, UID: "0"}, {Second: 7, UID: "1"}}, batch.Seen)
 	r, _ := b.Len()
 	assert.Equal(t, 3, r)
 }

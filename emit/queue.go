@@ -24,6 +24,12 @@ type Queue struct {
 	// waits counts the times a Put found the queue full and began to wait
 	// (tests watch it to know producers are blocked).
 	waits int
+	// run indexes, by key, the position-only items queued after the last
+	// item that carries a record or an index entry. A batch takes such a
+	// run whole, so a newer position may replace an older one of its key
+	// in place: positions stay at one per key, however long Fluent Bit
+	// holds the collector back.
+	run map[string]int
 }
 
 // Item is what the readers queue: a record and the position after it, or a
@@ -47,14 +53,25 @@ func NewQueue(maxRecords, maxBytes int) *Queue {
 func (q *Queue) Put(ctx context.Context, it Item) error {
 	for {
 		q.mu.Lock()
-		if n := len(q.items); it.Rec == nil && it.Seen == nil && n > q.head && q.items[n-1].Rec == nil && q.items[n-1].Seen == nil && sameKey(q.items[n-1].Mark, it.Mark) {
-			// A run of positions without events needs only its last one.
-			q.items[n-1].Mark = it.Mark
-			q.mu.Unlock()
-			return nil
+		positionOnly := it.Rec == nil && it.Seen == nil && it.Mark != nil
+		if positionOnly {
+			if i, ok := q.run[it.Mark.Key()]; ok {
+				q.items[i].Mark = it.Mark
+				q.mu.Unlock()
+				return nil
+			}
 		}
 		if it.Rec == nil || q.records == 0 || (q.records < q.maxItems && q.bytes < q.maxBytes) {
 			q.items = append(q.items, it)
+			switch {
+			case positionOnly:
+				if q.run == nil {
+					q.run = map[string]int{}
+				}
+				q.run[it.Mark.Key()] = len(q.items) - 1
+			case len(q.run) > 0:
+				clear(q.run)
+			}
 			if it.Rec != nil {
 				q.records++
 				q.bytes += len(it.Rec)
@@ -128,6 +145,11 @@ func (q *Queue) TakeInto(b *Batch, maxRecords, maxBytes int) {
 		}
 		q.items[i] = Item{}
 	}
+	if i > q.head && len(q.run) > 0 {
+		// The items move; the run, if any was left, starts over (a batch
+		// took it whole or not at all, so this only forgoes coalescing).
+		clear(q.run)
+	}
 	q.head = i
 	q.records -= len(b.Records) - taken
 	q.bytes -= b.Size - size
@@ -149,10 +171,6 @@ func (q *Queue) Len() (records, bytes int) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return q.records, q.bytes
-}
-
-func sameKey(a, b cursor.Mark) bool {
-	return a != nil && b != nil && a.Key() == b.Key()
 }
 
 func setMark(marks []cursor.Mark, m cursor.Mark) []cursor.Mark {

@@ -17,6 +17,9 @@ import (
 
 // EventTime is Fluent Bit's timestamp: msgpack extension type 0 holding
 // big-endian seconds and nanoseconds, so the event time keeps its nanoseconds.
+// fluent-bit-go's FLBTime writes the same bytes, but through a reflecting
+// codec.Encoder built per call and an 8-byte slice per record; the one-pass
+// encoder here appends them in place (appendEventTime).
 type EventTime struct{ time.Time }
 
 type eventTimeExt struct{}
@@ -56,9 +59,15 @@ func Handle() *codec.MsgpackHandle {
 // is what lets the export keep up with the Auth Service: the tree alone cost
 // about 20 µs per event. It is not safe for concurrent use.
 type Encoder struct {
+	// Message puts the event's JSON text in the record's "message" field
+	// instead of the event's fields, as Elastic Agent's filestream sends a
+	// JSON log line (what Elastic's teleport integration expects).
+	Message bool
+
 	levels [][]entry // scratch per nesting depth, reused between records
 	extra  [2]entry  // the fields AppendSessionRecord adds
 	sid    []byte    // the session id packed as msgpack, reused between records
+	json   []byte    // the JSON text of a message record, reused between records
 }
 
 type entry struct {
@@ -75,12 +84,21 @@ var errMalformed = errors.New("malformed protobuf Struct")
 // [[EventTime, {}], body]. The body is the event's fields as Teleport's JSON
 // has them, with keys sorted so that a replay encodes byte for byte the
 // same. protobuf's Struct carries every number as a double, so whole numbers
-// become integers again, as they were in Teleport's JSON.
+// become integers again, as they were in Teleport's JSON. With Message, the
+// body is {"message": the event's JSON text} instead.
 func (e *Encoder) AppendRecord(dst []byte, sec int64, nsec int32, body []byte) ([]byte, error) {
+	dst = appendHeader(dst, sec, nsec)
+	if e.Message {
+		return e.appendMessage(dst, body, nil)
+	}
+	return e.appendStruct(dst, body, 0, nil)
+}
+
+// appendHeader starts a record: [[EventTime, {}], and the body follows.
+func appendHeader(dst []byte, sec int64, nsec int32) []byte {
 	dst = append(dst, 0x92, 0x92)
 	dst = appendEventTime(dst, sec, nsec)
-	dst = append(dst, 0x80) // empty metadata map
-	return e.appendStruct(dst, body, 0, nil)
+	return append(dst, 0x80) // empty metadata map
 }
 
 // StreamKey is the field that marks session recording events, so a
@@ -89,15 +107,17 @@ const StreamKey = "teleport_stream"
 
 // AppendSessionRecord is AppendRecord for an event of a session recording:
 // the body also gets teleport_stream: "session", and the session id as sid
-// when the event has none (print events do not carry it).
+// when the event has none (print events do not carry it). With Message, both
+// sit beside "message", which holds the event as it is.
 func (e *Encoder) AppendSessionRecord(dst []byte, sec int64, nsec int32, body []byte, sid string) ([]byte, error) {
-	dst = append(dst, 0x92, 0x92)
-	dst = appendEventTime(dst, sec, nsec)
-	dst = append(dst, 0x80)
+	dst = appendHeader(dst, sec, nsec)
 	e.sid = appendStr(e.sid[:0], sid)
-	e.extra = [2]entry{
-		{key: streamKey, val: sessionValue, packed: true},
+	e.extra = [2]entry{ // sorted by key, after "message"
 		{key: sidKey, val: e.sid, packed: true},
+		{key: streamKey, val: sessionValue, packed: true},
+	}
+	if e.Message {
+		return e.appendMessage(dst, body, e.extra[:])
 	}
 	return e.appendStruct(dst, body, 0, e.extra[:])
 }
@@ -118,6 +138,27 @@ func appendEventTime(dst []byte, sec int64, nsec int32) []byte {
 // appendStruct: message Struct { map<string, Value> fields = 1; }
 // extra fields are added where the Struct lacks them.
 func (e *Encoder) appendStruct(dst, b []byte, depth int, extra []entry) ([]byte, error) {
+	entries, err := e.structEntries(b, depth, extra)
+	if err != nil {
+		return nil, err
+	}
+	dst = appendMapHeader(dst, len(entries))
+	for _, kv := range entries {
+		dst = appendString(dst, kv.key)
+		if kv.packed {
+			dst = append(dst, kv.val...)
+			continue
+		}
+		if dst, err = e.appendValue(dst, kv.val, depth+1); err != nil {
+			return nil, err
+		}
+	}
+	return dst, nil
+}
+
+// structEntries returns the fields of a Struct (plus extra) sorted by key, in
+// the encoder's scratch for this depth; deeper levels use their own.
+func (e *Encoder) structEntries(b []byte, depth int, extra []entry) ([]entry, error) {
 	if depth >= maxDepth {
 		return nil, errors.New("protobuf Struct nested too deeply")
 	}
@@ -144,6 +185,7 @@ func (e *Encoder) appendStruct(dst, b []byte, depth int, extra []entry) ([]byte,
 		entries = append(entries, kv)
 		return err
 	})
+	e.levels[depth] = entries // keep the grown scratch, even on error
 	if err != nil {
 		return nil, err
 	}
@@ -157,66 +199,72 @@ func (e *Encoder) appendStruct(dst, b []byte, depth int, extra []entry) ([]byte,
 		entries[n] = entries[i]
 		n++
 	}
-	entries = entries[:n]
-	e.levels[depth] = entries
-	dst = appendMapHeader(dst, len(entries))
-	for i := range entries {
-		kv := e.levels[depth][i]
-		dst = appendString(dst, kv.key)
-		if kv.packed {
-			dst = append(dst, kv.val...)
-			continue
-		}
-		if dst, err = e.appendValue(dst, kv.val, depth+1); err != nil {
-			return nil, err
-		}
-	}
-	return dst, nil
+	return entries[:n], nil
 }
 
-// appendValue: message Value { oneof kind { NullValue null_value = 1;
+// value is one decoded google.protobuf.Value: its kind (the oneof's field
+// number) and what it holds.
+type value struct {
+	kind    protowire.Number
+	scalar  uint64 // null, number (as float64 bits), bool
+	payload []byte // string, Struct, ListValue
+}
+
+// Kinds of a Value.
+const (
+	kindNumber = 2
+	kindString = 3
+	kindBool   = 4
+	kindStruct = 5
+	kindList   = 6
+)
+
+// decodeValue: message Value { oneof kind { NullValue null_value = 1;
 // double number_value = 2; string string_value = 3; bool bool_value = 4;
 // Struct struct_value = 5; ListValue list_value = 6; } }
-func (e *Encoder) appendValue(dst, b []byte, depth int) ([]byte, error) {
-	kind := protowire.Number(0)
-	var payload []byte
-	var scalar uint64
-	err := fields(b, func(num protowire.Number, typ protowire.Type, v []byte) error {
+func decodeValue(b []byte) (value, error) {
+	var v value
+	err := fields(b, func(num protowire.Number, typ protowire.Type, p []byte) error {
 		switch {
-		case num == 1 && typ == protowire.VarintType, num == 4 && typ == protowire.VarintType:
-			x, n := protowire.ConsumeVarint(v)
+		case num == 1 && typ == protowire.VarintType, num == kindBool && typ == protowire.VarintType:
+			x, n := protowire.ConsumeVarint(p)
 			if n < 0 {
 				return errMalformed
 			}
-			kind, scalar = num, x
-		case num == 2 && typ == protowire.Fixed64Type:
-			x, n := protowire.ConsumeFixed64(v)
+			v = value{kind: num, scalar: x}
+		case num == kindNumber && typ == protowire.Fixed64Type:
+			x, n := protowire.ConsumeFixed64(p)
 			if n < 0 {
 				return errMalformed
 			}
-			kind, scalar = num, x
-		case (num == 3 || num == 5 || num == 6) && typ == protowire.BytesType:
-			kind, payload = num, v
+			v = value{kind: num, scalar: x}
+		case (num == kindString || num == kindStruct || num == kindList) && typ == protowire.BytesType:
+			v = value{kind: num, payload: p}
 		}
 		return nil
 	})
+	return v, err
+}
+
+func (e *Encoder) appendValue(dst, b []byte, depth int) ([]byte, error) {
+	v, err := decodeValue(b)
 	if err != nil {
 		return nil, err
 	}
-	switch kind {
-	case 2:
-		return appendNumber(dst, math.Float64frombits(scalar)), nil
-	case 3:
-		return appendString(dst, payload), nil
-	case 4:
-		if scalar != 0 {
+	switch v.kind {
+	case kindNumber:
+		return appendNumber(dst, math.Float64frombits(v.scalar)), nil
+	case kindString:
+		return appendString(dst, v.payload), nil
+	case kindBool:
+		if v.scalar != 0 {
 			return append(dst, 0xc3), nil
 		}
 		return append(dst, 0xc2), nil
-	case 5:
-		return e.appendStruct(dst, payload, depth, nil)
-	case 6:
-		return e.appendList(dst, payload, depth)
+	case kindStruct:
+		return e.appendStruct(dst, v.payload, depth, nil)
+	case kindList:
+		return e.appendList(dst, v.payload, depth)
 	default: // null_value, or no kind set
 		return append(dst, 0xc0), nil
 	}
@@ -280,12 +328,22 @@ func fields(b []byte, fn func(num protowire.Number, typ protowire.Type, v []byte
 	return nil
 }
 
-func appendNumber(dst []byte, f float64) []byte {
+// wholeNumber is f as an integer, if it is a whole number that fits one:
+// protobuf's Struct carries every number as a double, and Teleport's JSON
+// had the whole ones as integers.
+func wholeNumber(f float64) (int64, bool) {
 	if f != math.Trunc(f) || f < math.MinInt64 || f >= math.MaxInt64 {
+		return 0, false
+	}
+	return int64(f), true
+}
+
+func appendNumber(dst []byte, f float64) []byte {
+	n, whole := wholeNumber(f)
+	if !whole {
 		dst = append(dst, 0xcb)
 		return binary.BigEndian.AppendUint64(dst, math.Float64bits(f))
 	}
-	n := int64(f)
 	switch {
 	case n >= -32 && n <= 0x7f:
 		return append(dst, byte(n))

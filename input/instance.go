@@ -5,9 +5,7 @@
 package input
 
 import (
-	"bytes"
 	"context"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -75,6 +73,9 @@ type Instance struct {
 
 	stats        Stats
 	expiryWarned atomic.Int64 // the identity expiry last warned about (unix seconds)
+
+	blockedMu  sync.Mutex
+	blockedMsg string // the fault that blocks the export, "" if none
 }
 
 // Stats are the instance's counters, safe to read from any goroutine.
@@ -87,6 +88,7 @@ type Stats struct {
 	Connected      atomic.Bool
 	NewestSecond   atomic.Int64 // the newest audit event handed over (unix seconds)
 	IdentityExpiry atomic.Int64 // unix seconds, 0 if unknown
+	Blocked        atomic.Bool  // a fault retrying cannot heal holds the export
 }
 
 // New opens the position store; it does not touch the network, so it is
@@ -110,7 +112,7 @@ func New(o Options) (*Instance, error) {
 		sessions: emit.NewQueue(o.Config.BatchMaxRecords, o.Config.BatchMaxBytes),
 		done:     make(chan struct{}),
 	}
-	x.encoders.New = func() any { return &encoder{} }
+	x.encoders.New = func() any { return &encoder{enc: emit.Encoder{Message: o.Config.Format == conf.FormatMessage}} }
 	if o.Config.MetricsListen != "" {
 		unregister, err := metrics.Register(o.Config.MetricsListen, x.Snapshot)
 		if err != nil {
@@ -294,7 +296,7 @@ func (s sink) Event(ctx context.Context, ev *teleportsrc.Event, after cursor.Mar
 	s.x.encoders.Put(e)
 	var seen *cursor.Seen
 	if ev.Remember {
-		seen = &cursor.Seen{Date: ev.Date(), UID: ev.ID}
+		seen = &cursor.Seen{Second: ev.Seconds, UID: ev.ID}
 	}
 	if err != nil {
 		// Never hand Fluent Bit a record that does not decode: one bad record
@@ -315,42 +317,4 @@ func (s sink) Progress(ctx context.Context, at cursor.Mark) error {
 		return err
 	}
 	return s.put(ctx, emit.Item{Mark: at})
-}
-
-// index answers from the delivered-event index in the db. It loads a date's
-// entries the first time it is asked about that date, as 128-bit hashes
-// (16 bytes an event), and keeps the dates it was asked about last. What is
-// committed later is not seen, which is fine for its callers: they only ask
-// about events handed over before they started (a restart, a mode switch),
-// and track the rest themselves.
-type index struct {
-	sp *cursor.Space
-	mu sync.Mutex
-	// dates in the order they were loaded
-	order []string
-	sets  map[string][]cursor.UIDHash
-}
-
-const indexDates = 8
-
-func newIndex(sp *cursor.Space) *index { return &index{sp: sp, sets: map[string][]cursor.UIDHash{}} }
-
-func compareHash(a, b cursor.UIDHash) int { return bytes.Compare(a[:], b[:]) }
-
-func (i *index) Seen(date, uid string) bool {
-	i.mu.Lock()
-	defer i.mu.Unlock()
-	set, ok := i.sets[date]
-	if !ok {
-		_ = i.sp.LoadSeen(date, func(h cursor.UIDHash) { set = append(set, h) })
-		slices.SortFunc(set, compareHash)
-		i.sets[date] = set
-		i.order = append(i.order, date)
-		if len(i.order) > indexDates {
-			delete(i.sets, i.order[0])
-			i.order = i.order[1:]
-		}
-	}
-	_, found := slices.BinarySearchFunc(set, cursor.HashUID(uid), compareHash)
-	return found
 }

@@ -24,6 +24,7 @@ import (
 func init() {
 	retryMin, retryMax = 10*time.Millisecond, 50*time.Millisecond
 	pruneEvery = 5 * time.Millisecond // trimming runs all along the tests
+	blockedRetry = 20 * time.Millisecond
 }
 
 type lines struct {

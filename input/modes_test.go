@@ -68,6 +68,44 @@ func TestSwitchFromSearchToBulk(t *testing.T) {
 	assert.Empty(t, more, "nothing more once the export has caught up")
 }
 
+// drainCaughtUp takes and commits batches until the reader has caught up
+// and nothing is queued, and returns the uids taken.
+func drainCaughtUp(t *testing.T, x *Instance) []string {
+	t.Helper()
+	var got []string
+	require.Eventually(t, func() bool {
+		// Caught up before the take: every position it reached is queued.
+		caughtUp := x.Snapshot().CaughtUp
+		b := x.Collect()
+		got = append(got, uidsOf(t, b)...)
+		x.Commit(b)
+		return caughtUp && x.Snapshot().QueuedRecords == 0
+	}, 10*time.Second, 5*time.Millisecond, "the reader catches up")
+	return got
+}
+
+// The switch point from search is saved: a restart after the switch goes
+// on with the bulk export where it stood, instead of exporting every date
+// since start_time again.
+func TestRestartAfterTheSwitchToBulkResumesFromTheSwitchPoint(t *testing.T) {
+	f := newFixture(t)
+	f.now = t0.Add(72*time.Hour + time.Hour)
+	ids := append(f.seedBatch(50, "a", t0.Add(time.Second)), f.seedBatch(50, "c", t0.Add(48*time.Hour))...)
+	x, _ := f.start(t, nil)
+	assert.ElementsMatch(t, ids, drainCaughtUp(t, x))
+	x.Stop(time.Second)
+
+	f.log.Bulk = true
+	y, l := f.start(t, nil)
+	assert.Empty(t, drainCaughtUp(t, y), "the search handed everything over")
+	assert.True(t, l.has("switching from search to bulk export"))
+	y.Stop(time.Second)
+
+	z, _ := f.start(t, nil)
+	assert.Empty(t, drainCaughtUp(t, z), "a restart repeats nothing")
+	assert.Equal(t, "bulk", z.Snapshot().Mode)
+}
+
 // And back: export_mode search on a cluster the bulk export was reading.
 func TestSwitchFromBulkToSearch(t *testing.T) {
 	f := newFixture(t)

@@ -69,6 +69,12 @@ func (x *Instance) run(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
+		if x.handleBlocked(err) {
+			if teleportsrc.Sleep(ctx, blockedRetry) != nil {
+				return
+			}
+			continue
+		}
 		x.stats.Errors.Add(1)
 		x.stats.Retries.Add(1)
 		delay := retry.Next()
@@ -105,8 +111,10 @@ func (x *Instance) connection(ctx context.Context, creds *teleportsrc.Credential
 		r = built
 		x.readers.Store(r)
 	} else if r.cluster != ping.ClusterName {
-		return fmt.Errorf("connected to cluster %q, but this input exports %q: restart Fluent Bit after changing clusters", ping.ClusterName, r.cluster)
+		return blocked("connected to cluster %q at %s, but this input exports cluster %q: point addr and the identity back at %q, or restart Fluent Bit to export %q (its position is kept apart)",
+			ping.ClusterName, x.cfg.Addr, r.cluster, r.cluster, ping.ClusterName)
 	}
+	x.unblocked()
 	x.stats.Connected.Store(true)
 	x.log.Infof("connected to Teleport cluster %q (version %s) at %s with %s", ping.ClusterName, ping.ServerVersion, x.cfg.Addr, creds.Describe())
 
@@ -264,7 +272,7 @@ func (x *Instance) prepare(ctx context.Context, clt teleportsrc.Client, cluster 
 		x.log.Infof("export_mode auto: the cluster %s bulk export, so the plugin uses %s", map[bool]string{true: "supports", false: "has no"}[bulk], mode)
 	} else if mode == conf.ModeBulk {
 		if ok, err := teleportsrc.ProbeBulk(ctx, clt, x.now()); err == nil && !ok {
-			return nil, fmt.Errorf("export_mode is bulk, but Teleport at %s has no bulk export (only the Athena audit backend of Teleport Cloud and external audit storage have it): set export_mode to auto or search", x.cfg.Addr)
+			return nil, blocked("export_mode is bulk, but Teleport at %s has no bulk export (only the Athena audit backend of Teleport Cloud and external audit storage have it): set export_mode to auto or search", x.cfg.Addr)
 		}
 	}
 

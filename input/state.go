@@ -15,6 +15,9 @@ const (
 	modeKey       = "mode"
 	startTimeKey  = "start_time"
 	startAfterKey = "start_after"
+	// switchedKey holds where the search stopped when the bulk export took
+	// over: the bulk export starts there at every start, not at start_time.
+	switchedKey = "switched_from_search"
 )
 
 // state is what a key space holds for one input.
@@ -25,6 +28,7 @@ type state struct {
 	// the ids of that second sent before, one per line after the time.
 	startAfter []byte
 	search     *teleportsrc.SearchPosition
+	switched   *teleportsrc.SearchPosition // switchedKey
 	bulk       teleportsrc.BulkState
 	sessions   map[string]teleportsrc.SessionPosition
 }
@@ -44,25 +48,33 @@ func loadState(sp *cursor.Space) (state, error) {
 	if st.startAfter, _, err = sp.Get(startAfterKey); err != nil {
 		return st, err
 	}
-	raw, ok, err := sp.Get(teleportsrc.SearchKey)
-	if err != nil {
+	if st.search, err = loadSearchPosition(sp, teleportsrc.SearchKey); err != nil {
 		return st, err
 	}
-	if ok {
-		pos, err := teleportsrc.ParseSearchPosition(raw)
-		if err != nil {
-			return st, err
-		}
-		st.search = &pos
-		if st.mode == "" {
-			st.mode = conf.ModeSearch // saved before modes existed
-		}
+	if st.search != nil && st.mode == "" {
+		st.mode = conf.ModeSearch // saved before modes existed
+	}
+	if st.switched, err = loadSearchPosition(sp, switchedKey); err != nil {
+		return st, err
 	}
 	if st.bulk, err = teleportsrc.LoadBulkState(sp); err != nil {
 		return st, err
 	}
 	st.sessions, err = teleportsrc.LoadSessions(sp)
 	return st, err
+}
+
+// loadSearchPosition reads a search position saved under key, nil if none.
+func loadSearchPosition(sp *cursor.Space, key string) (*teleportsrc.SearchPosition, error) {
+	raw, ok, err := sp.Get(key)
+	if err != nil || !ok {
+		return nil, err
+	}
+	pos, err := teleportsrc.ParseSearchPosition(raw)
+	if err != nil {
+		return nil, err
+	}
+	return &pos, nil
 }
 
 // startTime is where the export began: saved at the first start, so that
@@ -147,23 +159,30 @@ func (x *Instance) searchStart(sp *cursor.Space, st state, start time.Time, star
 	default:
 		pos = teleportsrc.SearchPosition{From: start.Unix(), Tail: startTail}
 	}
-	if err := sp.Commit([]cursor.Mark{pos}, nil); err != nil {
+	// A later switch back to bulk saves its own switch point.
+	if err := sp.Commit([]cursor.Mark{pos, cursor.Delete(switchedKey)}, nil); err != nil {
 		return pos, fmt.Errorf("writing db %s: %w", x.cfg.DB, err)
 	}
 	return pos, nil
 }
 
-// bulkStart returns the bulk state to resume and, on a switch from search,
-// where the search left off (nil when the bulk export just continues); a
-// switch clears stale bulk positions.
+// bulkStart returns the bulk state to resume and, if the bulk export took
+// over from the search, where the search left off (nil if it never ran); a
+// switch clears stale bulk positions and saves the switch point, so that
+// later starts begin there too.
 func (x *Instance) bulkStart(sp *cursor.Space, st state) (*teleportsrc.SearchPosition, teleportsrc.BulkState, error) {
 	if st.mode != conf.ModeSearch || st.search == nil {
-		return nil, st.bulk, nil
+		return st.switched, st.bulk, nil
 	}
-	if err := sp.Commit(st.bulk.Clear(), nil); err != nil {
+	if err := sp.Commit(append(st.bulk.Clear(), switchPoint{*st.search}), nil); err != nil {
 		return nil, st.bulk, fmt.Errorf("writing db %s: %w", x.cfg.DB, err)
 	}
 	x.log.Infof("switching from search to bulk export at %s: the export starts on that UTC date and leaves out what the search already handed over",
 		st.search.FromTime().Format(time.RFC3339))
 	return st.search, teleportsrc.BulkState{}, nil
 }
+
+// switchPoint is the search position saved under switchedKey.
+type switchPoint struct{ teleportsrc.SearchPosition }
+
+func (switchPoint) Key() string { return switchedKey }

@@ -21,6 +21,7 @@ func (x *Instance) Snapshot() metrics.Snapshot {
 		Bytes:         x.stats.Bytes.Load(),
 		Retries:       x.stats.Retries.Load(),
 		Errors:        x.stats.Errors.Load(),
+		Blocked:       x.stats.Blocked.Load(),
 	}
 	if sec := x.stats.NewestSecond.Load(); sec > 0 {
 		s.NewestEvent = time.Unix(sec, 0)
@@ -67,6 +68,8 @@ func statusLine(prev, now metrics.Snapshot, interval time.Duration, at time.Time
 	var b strings.Builder
 	state := "disconnected"
 	switch {
+	case now.Blocked:
+		state = "blocked (see the error logged)"
 	case now.Paused:
 		state = "paused by Fluent Bit"
 	case now.Connected && now.CaughtUp:

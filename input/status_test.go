@@ -23,4 +23,5 @@ func TestStatusLine(t *testing.T) {
 		statusLine(metrics.Snapshot{}, now, time.Minute, at))
 	assert.Contains(t, statusLine(metrics.Snapshot{}, metrics.Snapshot{}, time.Minute, at), "status: disconnected (not started")
 	assert.Contains(t, statusLine(metrics.Snapshot{}, metrics.Snapshot{Paused: true}, time.Minute, at), "status: paused by Fluent Bit")
+	assert.Contains(t, statusLine(metrics.Snapshot{}, metrics.Snapshot{Blocked: true}, time.Minute, at), "status: blocked (see the error logged)")
 }

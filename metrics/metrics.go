@@ -20,6 +20,7 @@ type Snapshot struct {
 	Input, Cluster, Mode string
 	Connected, Paused    bool
 	CaughtUp             bool
+	Blocked              bool  // a fault retrying cannot heal holds the export
 	AuditEvents          int64 // handed to Fluent Bit
 	SessionEvents        int64
 	Bytes                int64
@@ -121,6 +122,7 @@ var (
 	dNewest    = desc("newest_event_timestamp_seconds", "Time of the newest audit event handed over.")
 	dConnected = desc("connected", "1 while connected to the Teleport cluster.")
 	dPaused    = desc("paused", "1 while Fluent Bit has paused the input (backpressure).")
+	dBlocked   = desc("blocked", "1 while a fault that retrying cannot heal holds the export; the log says what to do.")
 	dRetries   = desc("retries_total", "Connection or query attempts that failed and were retried.")
 	dErrors    = desc("errors_total", "Errors logged.")
 	dLate      = desc("late_events_total", "Events found by the settle re-scan after becoming visible late.")
@@ -135,7 +137,7 @@ var (
 type collector struct{ s *server }
 
 func (collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{dInfo, dEvents, dBytes, dLag, dNewest, dConnected, dPaused, dRetries, dErrors,
+	for _, d := range []*prometheus.Desc{dInfo, dEvents, dBytes, dLag, dNewest, dConnected, dPaused, dBlocked, dRetries, dErrors,
 		dLate, dOversized, dExpiry, dQueued, dSessions, dSessDone} {
 		ch <- d
 	}
@@ -168,6 +170,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		gauge(dConnected, b2f(s.Connected))
 		gauge(dPaused, b2f(s.Paused))
+		gauge(dBlocked, b2f(s.Blocked))
 		counter(dRetries, s.Retries)
 		counter(dErrors, s.Errors)
 		counter(dLate, s.LateEvents)

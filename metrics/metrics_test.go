@@ -22,7 +22,7 @@ func TestEndpointSharedByInputsAndClosedWithTheLast(t *testing.T) {
 	})
 	require.NoError(t, err)
 	b, err := Register(addr, func() Snapshot {
-		return Snapshot{Input: "staging", Cluster: "staging.example.com", Mode: "bulk", CaughtUp: true, Retries: 5}
+		return Snapshot{Input: "staging", Cluster: "staging.example.com", Mode: "bulk", CaughtUp: true, Retries: 5, Blocked: true}
 	})
 	require.NoError(t, err)
 
@@ -38,6 +38,8 @@ func TestEndpointSharedByInputsAndClosedWithTheLast(t *testing.T) {
 		`fluentbit_teleport_info{cluster="staging.example.com",input="staging",mode="bulk"} 1`,
 		`fluentbit_teleport_retries_total{cluster="staging.example.com",input="staging"} 5`,
 		`fluentbit_teleport_lag_seconds{cluster="staging.example.com",input="staging"} 0`,
+		`fluentbit_teleport_blocked{cluster="staging.example.com",input="staging"} 1`,
+		`fluentbit_teleport_blocked{cluster="prod.example.com",input="prod"} 0`,
 	} {
 		assert.Contains(t, body, want)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/fluent-bit-teleport/fluent-bit-teleport/conf"
 	"github.com/fluent-bit-teleport/fluent-bit-teleport/emit"
 	"github.com/fluent-bit-teleport/fluent-bit-teleport/input"
+	flbinput "github.com/fluent/fluent-bit-go/input"
 )
 
 // Fluent Bit's return codes.
@@ -34,10 +35,17 @@ const stopTimeout = 500 * time.Millisecond
 
 func main() {}
 
+// The display name and description Fluent Bit lists; it keeps pointers to
+// them (flb_proxy_register_input in src/flb_plugin_proxy.c) until
+// FLBPluginUnregister.
+const (
+	pluginName        = "teleport"
+	pluginDescription = "Teleport audit events"
+)
+
 //export FLBPluginRegister
 func FLBPluginRegister(def unsafe.Pointer) C.int {
-	C.tp_register(def)
-	return 0
+	return C.int(flbinput.FLBPluginRegister(def, pluginName, pluginDescription))
 }
 
 //export FLBPluginInit
@@ -176,6 +184,7 @@ func FLBPluginUnregister(def unsafe.Pointer) {
 	for _, in := range all() {
 		stop(in)
 	}
+	flbinput.FLBPluginUnregister(def)
 }
 
 func stop(in *instance) {
@@ -195,13 +204,7 @@ func stop(in *instance) {
 type propertyGetter struct{ plugin unsafe.Pointer }
 
 func (g propertyGetter) Get(key string) string {
-	ck := C.CString(key)
-	defer C.free(unsafe.Pointer(ck))
-	v := C.tp_get_property(g.plugin, ck)
-	if v == nil {
-		return ""
-	}
-	return C.GoString(v)
+	return flbinput.FLBPluginConfigKey(g.plugin, key)
 }
 
 // listProperties returns the keys the user set, or nil if they cannot be

@@ -7,21 +7,6 @@
 
 #include "shim.h"
 
-/* Fluent Bit keeps the name and description pointers, so they must live as
- * long as the process: static storage. */
-static char plugin_name[] = "teleport";
-static char plugin_description[] = "Teleport audit events";
-
-void tp_register(void *def)
-{
-    struct tp_proxy_def *d = def;
-    d->type = TP_FLB_PROXY_INPUT_PLUGIN;
-    d->proxy = TP_FLB_PROXY_GOLANG;
-    d->flags = 0;
-    d->name = plugin_name;
-    d->description = plugin_description;
-}
-
 void *tp_api(void *plugin) { return ((struct tp_input_plugin *) plugin)->api; }
 
 void *tp_instance(void *plugin) { return ((struct tp_input_plugin *) plugin)->i_ins; }
@@ -29,12 +14,6 @@ void *tp_instance(void *plugin) { return ((struct tp_input_plugin *) plugin)->i_
 void tp_set_context(void *plugin, void *remote_context)
 {
     ((struct tp_input_plugin *) plugin)->context->remote_context = remote_context;
-}
-
-const char *tp_get_property(void *plugin, const char *key)
-{
-    struct tp_input_plugin *p = plugin;
-    return p->api->input_get_property(key, p->i_ins);
 }
 
 int tp_log_check(void *api, void *ins, int level)

@@ -310,11 +310,16 @@ func (b *Bulk) exportChunk(ctx context.Context, c Client, sink Sink, day time.Ti
 	err := c.ExportEvents(ctx, day, p.Chunk, p.Cursor, func(ev *Event, next string) error {
 		at := p
 		at.Cursor = next
-		if b.cfg.Watch != nil {
+		owned, err := b.owned(ev)
+		if err != nil {
+			return err
+		}
+		if owned && b.cfg.Watch != nil {
+			// Not before: recordings of uploads before the start, or that
+			// the search watched before a switch, are not this export's.
 			b.cfg.Watch(ev)
 		}
-		var err error
-		if b.wanted(ev) {
+		if owned && b.filter.keep(ev.Type) {
 			// Every event of an open date goes into the index, so that a
 			// switch to search can tell what this export handed over.
 			ev.Remember = true
@@ -337,15 +342,17 @@ func (b *Bulk) exportChunk(ctx context.Context, c Client, sink Sink, day time.Ti
 	return sink.Progress(ctx, p)
 }
 
-// wanted applies start_time, the switch point from search, and the filters.
-func (b *Bulk) wanted(ev *Event) bool {
+// owned applies start_time (and start_after_uid) and the switch point from
+// search: whether the event is this export's to hand over, filters aside.
+func (b *Bulk) owned(ev *Event) (bool, error) {
 	if ev.Seconds < b.cfg.Start.Unix() || (ev.Seconds == b.cfg.Start.Unix() && slices.Contains(b.cfg.StartTail, ev.ID)) {
-		return false
+		return false, nil
 	}
-	if b.cfg.After != nil && b.searchHandedOver(ev) {
-		return false
+	if b.cfg.After == nil {
+		return true, nil
 	}
-	return b.filter.keep(ev.Type)
+	searched, err := b.searchHandedOver(ev)
+	return !searched, err
 }
 
 // searchHandedOver reports whether the search, before the switch, handed ev
@@ -353,18 +360,21 @@ func (b *Bulk) wanted(ev *Event) bool {
 // became visible only after the search passed them. Those recent enough
 // for its re-scan it may have handed over late, and it recorded every
 // recent event it handed over in the index; the index decides for them.
-func (b *Bulk) searchHandedOver(ev *Event) bool {
+func (b *Bulk) searchHandedOver(ev *Event) (bool, error) {
 	a := b.cfg.After
 	if ev.Seconds > a.From {
-		return false
+		return false, nil
 	}
 	if !mayRescan(ev.Seconds, b.now(), b.cfg.Settle) {
-		return a.HandedOver(ev.Seconds, ev.ID)
+		return a.HandedOver(ev.Seconds, ev.ID), nil
 	}
 	if ev.Seconds == a.From && a.HandedOver(ev.Seconds, ev.ID) {
-		return true
+		return true, nil
 	}
-	return b.cfg.Index != nil && b.cfg.Index.Seen(ev.Date(), ev.ID)
+	if b.cfg.Index == nil {
+		return false, nil
+	}
+	return b.cfg.Index.Seen(ev.Seconds, ev.ID)
 }
 
 // finishDate records a date as done and drops its chunk positions.

@@ -44,7 +44,7 @@ func (c *committing) Event(_ context.Context, ev *teleportsrc.Event, after curso
 	c.ids = append(c.ids, ev.ID)
 	var seen []cursor.Seen
 	if ev.Remember {
-		seen = []cursor.Seen{{Date: ev.Date(), UID: ev.ID}}
+		seen = []cursor.Seen{{Second: ev.Seconds, UID: ev.ID}}
 	}
 	return c.sp.Commit([]cursor.Mark{after}, seen)
 }
@@ -172,7 +172,7 @@ func TestBulkFiltersStartTimeAndTheSwitchFromSearch(t *testing.T) {
 	// everything up to minute 20, and the index holds a recent one it
 	// delivered (minute 18).
 	sp := space(t)
-	require.NoError(t, sp.Commit(nil, []cursor.Seen{{Date: day.Format(time.DateOnly), UID: "d0-17"}}))
+	require.NoError(t, sp.Commit(nil, []cursor.Seen{{Second: day.Add(18 * time.Minute).Unix(), UID: "d0-17"}}))
 	after := teleportsrc.SearchPosition{From: day.Add(20 * time.Minute).Unix(), Tail: []string{"d0-19"}}
 	k = &committing{sp: sp}
 	switchedAt := day.Add(22 * time.Minute)
@@ -192,10 +192,10 @@ func TestBulkFiltersStartTimeAndTheSwitchFromSearch(t *testing.T) {
 
 type spaceIndex struct{ sp *cursor.Space }
 
-func (i spaceIndex) Seen(date, uid string) bool {
+func (i spaceIndex) Seen(sec int64, uid string) (bool, error) {
 	found := false
-	_ = i.sp.LoadSeen(date, func(h cursor.UIDHash) { found = found || h == cursor.HashUID(uid) })
-	return found
+	err := i.sp.LoadSeen(sec, func(h cursor.UIDHash) { found = found || h == cursor.HashUID(uid) })
+	return found, err
 }
 
 func indexOf(sp *cursor.Space) teleportsrc.Index { return spaceIndex{sp} }
@@ -221,8 +221,7 @@ func TestBulkExportsTheRestOfTheSecondTheSearchStoppedIn(t *testing.T) {
 			after := teleportsrc.SearchPosition{From: sec.Unix(), Tail: []string{"a"}}
 			sp := space(t)
 			// What the search handed over, remembered as recent events.
-			date := sec.UTC().Format(time.DateOnly)
-			require.NoError(t, sp.Commit(nil, []cursor.Seen{{Date: date, UID: "before"}, {Date: date, UID: "a"}}))
+			require.NoError(t, sp.Commit(nil, []cursor.Seen{{Second: sec.Add(-time.Second).Unix(), UID: "before"}, {Second: sec.Unix(), UID: "a"}}))
 			k := &committing{sp: sp}
 			b := teleportsrc.NewBulk(teleportsrc.BulkConfig{Start: sec.Add(-time.Hour), Revisit: 2, Poll: time.Hour,
 				After: &after, Settle: 5 * time.Minute, Index: indexOf(sp)}, teleportsrc.BulkState{}, func() time.Time { return now })
@@ -245,4 +244,25 @@ func TestBulkResumesAfterASinkFailureWithoutLoss(t *testing.T) {
 	k := &committing{sp: sp}
 	require.NoError(t, b.Pass(context.Background(), m, k))
 	assert.ElementsMatch(t, ids, append(append([]string(nil), failed.ids...), k.ids...), "every event once")
+}
+
+// Recordings are exported only for session.upload events the bulk export
+// owns: not those before start_time, nor those of start_after_uid's tail,
+// nor those the search handed over before a switch (it watched them then).
+// Types and skip_event_types do not matter: a recording is wanted even
+// when its session.upload event is not exported.
+func TestBulkWatchesOnlyTheUploadsItOwns(t *testing.T) {
+	now := time.Date(2026, 5, 10, 12, 0, 0, 0, time.UTC)
+	day := now.Truncate(24 * time.Hour)
+	m := &memlog.Log{Bulk: true}
+	for i, id := range []string{"before-start", "start-tail", "searched", "mine", "mine-too"} {
+		m.Add(memlog.Event(id, "session.upload", day.Add(time.Duration(i)*time.Hour)))
+	}
+	after := teleportsrc.SearchPosition{From: day.Add(2 * time.Hour).Unix(), Tail: []string{"searched"}}
+	var watched []string
+	b := teleportsrc.NewBulk(teleportsrc.BulkConfig{Start: day.Add(time.Hour), StartTail: []string{"start-tail"}, Revisit: 2, Poll: time.Hour,
+		After: &after, Skip: []string{"session.upload"}, Watch: func(ev *teleportsrc.Event) { watched = append(watched, ev.ID) }},
+		teleportsrc.BulkState{}, func() time.Time { return now })
+	require.NoError(t, b.Pass(context.Background(), m, &committing{sp: space(t)}))
+	assert.Equal(t, []string{"mine", "mine-too"}, watched)
 }

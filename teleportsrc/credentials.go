@@ -139,14 +139,12 @@ func (c *Credentials) parseError(err error) error {
 	if errors.Is(err, fs.ErrPermission) || trace.IsAccessDenied(err) {
 		return fmt.Errorf("%s is not readable by the Fluent Bit user (uid %d): fix its owner or mode (0600, owned by that user)", c.what, os.Getuid())
 	}
-	return fmt.Errorf("cannot load %s: %v: it must be %s", c.what, trace.UserMessage(err), c.formatHint())
-}
-
-func (c *Credentials) formatHint() string {
 	if len(c.files) == 1 {
-		return "an identity file written by `tctl auth sign --format=file` or by a tbot identity output"
+		// The API library's own words ("could not find SSH cert in the
+		// identity file or <file>-cert.pub") point at a file nobody wrote.
+		return fmt.Errorf("%s is not a Teleport identity file (no SSH certificate, TLS certificate and key in it): write one with `tctl auth sign --format=file --user=<user> --out=%s`, or point a tbot identity output at it", c.what, c.files[0])
 	}
-	return "PEM files from `tctl auth sign --format=tls` (cert_file, key_file) and the cluster's CA (ca_file)"
+	return fmt.Errorf("cannot load %s: %v: it must be PEM files from `tctl auth sign --format=tls` (cert_file, key_file) and the cluster's CA (ca_file)", c.what, trace.UserMessage(err))
 }
 
 func statStamp(fi os.FileInfo) stamp {

@@ -10,6 +10,7 @@ import (
 
 	auditlogpb "github.com/gravitational/teleport/api/gen/proto/go/teleport/auditlog/v1"
 	"github.com/gravitational/teleport/api/types"
+	"github.com/gravitational/trace"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/fluent-bit-teleport/fluent-bit-teleport/cursor"
@@ -25,11 +26,13 @@ type Sink interface {
 	Progress(ctx context.Context, at cursor.Mark) error
 }
 
-// Index answers whether an event was handed over already: the
-// delivered-event index, for events that may be read twice (late-event
-// re-scans, a switch between export modes).
+// Index answers whether the event uid of second sec was handed over
+// already: the delivered-event index, for events that may be read twice
+// (late-event re-scans, a switch between export modes). An error (the db
+// could not be read) fails the reader, which retries: guessing "not seen"
+// would send duplicates.
 type Index interface {
-	Seen(date, uid string) bool
+	Seen(sec int64, uid string) (bool, error)
 }
 
 // SearchKey is the cursor key of the search reader.
@@ -194,7 +197,13 @@ func (s *Search) Step(ctx context.Context, c Client, sink Sink) (idle bool, err 
 	page, err := s.fetch(ctx, c, query{from: s.from, to: s.to, key: s.key})
 	if err != nil {
 		if big, ok := ParseOversized(err); ok {
-			return false, s.skipOversized(ctx, c, big)
+			return false, s.skipOversized(ctx, c, sink, big)
+		}
+		if s.key != "" && KeyRefused(err) {
+			s.cfg.Warnf("Teleport refused the page key it gave out (%s): reading again from the saved position %s, which repeats nothing",
+				short(trace.UserMessage(err)), s.pos.FromTime().Format(time.RFC3339))
+			s.key = ""
+			return false, nil
 		}
 		return false, err
 	}
@@ -291,8 +300,8 @@ func (s *Search) deliverAll(ctx context.Context, page *Page, sink Sink) error {
 // deliver hands over an event read by the reader (late: by the re-scan)
 // unless it was handed over before, and makes it part of the position.
 func (s *Search) deliver(ctx context.Context, ev *Event, late bool, sink Sink) error {
-	if s.handedOver(ev, late) {
-		return nil
+	if seen, err := s.handedOver(ev, late); seen || err != nil {
+		return err
 	}
 	if late {
 		s.Stats.Late.Add(1)
@@ -319,21 +328,21 @@ func (s *Search) deliver(ctx context.Context, ev *Event, late bool, sink Sink) e
 // position; or according to the index, for events others may have handed
 // over: the bulk export before a switch to search (up to CheckUntil), and,
 // for late events, this reader before a restart.
-func (s *Search) handedOver(ev *Event, late bool) bool {
+func (s *Search) handedOver(ev *Event, late bool) (bool, error) {
 	sec, id := ev.Seconds, ev.ID
 	if _, ok := s.recent[id]; ok {
-		return true
+		return true, nil
 	}
 	// Before second From the position says nothing of an event read now:
 	// the reader did not see it when it passed.
 	behind := sec < s.pos.From
 	if !behind && s.pos.handedOver(sec, id, s.seen) {
-		return true
+		return true, nil
 	}
-	if !late && !behind && sec > s.pos.CheckUntil {
-		return false
+	if s.cfg.Index == nil || (!late && !behind && sec > s.pos.CheckUntil) {
+		return false, nil
 	}
-	return s.cfg.Index != nil && s.cfg.Index.Seen(ev.Date(), id)
+	return s.cfg.Index.Seen(sec, id)
 }
 
 // hand passes an event (or, if it is filtered out, only its position) on.

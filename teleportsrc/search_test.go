@@ -10,6 +10,7 @@ import (
 	"time"
 
 	auditlogpb "github.com/gravitational/teleport/api/gen/proto/go/teleport/auditlog/v1"
+	"github.com/gravitational/trace"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/proto"
@@ -198,7 +199,7 @@ func TestSearchPollRereadsOnlyTheLastSecond(t *testing.T) {
 }
 
 func TestSearchSecondGranularityBackend(t *testing.T) {
-	m := &memlog.Log{SecondGranularity: true}
+	m := &memlog.Log{Granularity: time.Second}
 	for i := 0; i < 100; i++ {
 		m.Add(memlog.Event(fmt.Sprint("e", i), "x", t0.Add(time.Duration(i)*250*time.Millisecond)))
 	}
@@ -212,7 +213,7 @@ func TestSearchSecondGranularityBackend(t *testing.T) {
 }
 
 func TestSearchResumesFromAnyPositionWithoutLossOrRepeat(t *testing.T) {
-	m := &memlog.Log{SecondGranularity: true}
+	m := &memlog.Log{Granularity: time.Second}
 	for i := 0; i < 200; i++ {
 		m.Add(memlog.Event(fmt.Sprint("e", i), "x", t0.Add(time.Duration(i)*300*time.Millisecond)))
 	}
@@ -332,10 +333,10 @@ func TestParsePageMatchesProtobuf(t *testing.T) {
 	assert.Error(t, err)
 }
 
-// index is a delivered-event index in memory.
+// index is a delivered-event index in memory, by uid.
 type index map[string]bool
 
-func (i index) Seen(date, uid string) bool { return i[date+"/"+uid] }
+func (i index) Seen(_ int64, uid string) (bool, error) { return i[uid], nil }
 
 func TestSearchFindsLateEventsOnceAndOnlyRecentOnes(t *testing.T) {
 	m := &memlog.Log{}
@@ -419,7 +420,7 @@ func TestSearchAfterBulkSkipsWhatTheIndexHolds(t *testing.T) {
 	}
 	idx := index{}
 	for _, i := range []int{0, 1, 2, 5} { // handed over by the bulk export
-		idx[t0.Format(time.DateOnly)+"/e"+fmt.Sprint(i)] = true
+		idx["e"+fmt.Sprint(i)] = true
 	}
 	s := teleportsrc.NewSearch(teleportsrc.SearchConfig{Window: time.Hour, PageSize: 3, Index: idx},
 		teleportsrc.SearchPosition{From: t0.Unix(), CheckUntil: t0.Add(6 * time.Minute).Unix()}, (&clock{t0.Add(time.Hour)}).now)
@@ -516,4 +517,110 @@ func TestSearchSkipsAnOversizedEventAtTheWindowEnd(t *testing.T) {
 	assert.Equal(t, []string{"e0", "e1", "e2"}, k.ids)
 	assert.Equal(t, int64(1), s.Stats.Oversized.Load())
 	assert.Greater(t, s.Position().From, t0.Add(2*time.Hour).Unix(), "closed windows move the position")
+}
+
+// keysRefused is a server that refuses every page key, as after an
+// upgrade that changed their format, with its backend's message.
+type keysRefused struct {
+	teleportsrc.Client
+	err error
+}
+
+func (c keysRefused) SearchEvents(ctx context.Context, req *auditlogpb.GetUnstructuredEventsRequest) (teleportsrc.Page, error) {
+	if req.GetStartKey() != "" {
+		return teleportsrc.Page{}, c.err
+	}
+	return c.Client.SearchEvents(ctx, req)
+}
+
+// A page key the server refuses is dropped: the reader asks again from its
+// position, which loses and repeats nothing.
+func TestSearchDropsAPageKeyTheServerRefuses(t *testing.T) {
+	for backend, err := range map[string]error{
+		"athena":    trace.BadParameter("unsupported keyset format: illegal base64 data at input byte 4"),
+		"firestore": errors.New(`failed to parse startKey, expected integer but found: "{\"date\":\"2026-05-01\"}"`),
+		"dynamodb":  errors.New("invalid character 'a' looking for beginning of value"),
+		"aws":       errors.New("ValidationException: The provided starting key is invalid: The provided key element does not match the schema"),
+	} {
+		t.Run(backend, func(t *testing.T) {
+			m := &memlog.Log{}
+			for i := 0; i < 10; i++ {
+				m.Add(memlog.Event(fmt.Sprint("e", i), "x", t0.Add(time.Duration(i)*time.Second)))
+			}
+			var warned []string
+			s := teleportsrc.NewSearch(teleportsrc.SearchConfig{Window: time.Hour, PageSize: 3,
+				Warnf: func(f string, a ...any) { warned = append(warned, fmt.Sprintf(f, a...)) }},
+				teleportsrc.SearchPosition{From: t0.Unix()}, (&clock{t0.Add(time.Hour)}).now)
+			k := &sink{}
+			drain(t, s, keysRefused{m, err}, k)
+			assert.Equal(t, ids("e", 10), k.ids)
+			require.NotEmpty(t, warned)
+			assert.Contains(t, warned[0], "refused the page key")
+		})
+	}
+	assert.False(t, teleportsrc.KeyRefused(errors.New("connection reset by peer")))
+}
+
+// Skipping an oversized event makes progress whatever the backend's time
+// granularity: a backend that keeps seconds (DynamoDB, Firestore) or
+// milliseconds (Athena) truncates a resume point just after the event back
+// to before it, so the same event would come back every cycle. The events
+// after it in its second are still handed over, once and in order.
+func TestSearchSkipsOversizedEventsOnCoarseBackends(t *testing.T) {
+	for _, g := range []time.Duration{time.Second, time.Millisecond, 0} {
+		t.Run(fmt.Sprint(g), func(t *testing.T) {
+			m := &memlog.Log{MaxEventBytes: 2000, Granularity: g}
+			var want []string
+			for i := 0; i < 20; i++ {
+				sec := t0.Add(time.Duration(i/4) * time.Second)
+				tm := sec.Add(time.Duration(i%4)*200*time.Millisecond + 100*time.Microsecond)
+				if i == 9 || i == 15 { // mid-second, and last of its second
+					m.Add(memlog.EventWith(fmt.Sprint("big", i), "db.session.query", tm, map[string]any{"query": strings.Repeat("x", 5000)}))
+					continue
+				}
+				id := fmt.Sprint("e", i)
+				m.Add(memlog.Event(id, "x", tm))
+				want = append(want, id)
+			}
+			s := teleportsrc.NewSearch(teleportsrc.SearchConfig{Window: time.Hour, PageSize: 3},
+				teleportsrc.SearchPosition{From: t0.Unix()}, (&clock{t0.Add(time.Hour)}).now)
+			k := &sink{}
+			idle := false
+			for i := 0; i < 200 && !idle; i++ {
+				var err error
+				idle, err = s.Step(context.Background(), m, k)
+				require.NoError(t, err)
+			}
+			require.True(t, idle, "the reader stalls on the oversized event")
+			assert.Equal(t, want, k.ids)
+			assert.Equal(t, int64(2), s.Stats.Oversized.Load())
+		})
+	}
+}
+
+// failingIndex cannot read the db.
+type failingIndex struct{ fails int }
+
+func (f *failingIndex) Seen(int64, string) (bool, error) {
+	if f.fails > 0 {
+		f.fails--
+		return false, errors.New("badger: read failed")
+	}
+	return false, nil
+}
+
+// An index that cannot be read fails the step, which is retried: the
+// reader never takes a failed read for "not handed over".
+func TestSearchIndexErrorsFailTheStep(t *testing.T) {
+	m := &memlog.Log{}
+	m.Add(memlog.Event("e0", "x", t0.Add(time.Minute)))
+	idx := &failingIndex{fails: 1}
+	s := teleportsrc.NewSearch(teleportsrc.SearchConfig{Window: time.Hour, PageSize: 10, Index: idx},
+		teleportsrc.SearchPosition{From: t0.Unix(), CheckUntil: t0.Add(time.Hour).Unix()}, (&clock{t0.Add(time.Hour)}).now)
+	k := &sink{}
+	_, err := s.Step(context.Background(), m, k)
+	require.ErrorContains(t, err, "badger: read failed")
+	assert.Empty(t, k.ids)
+	drain(t, s, m, k)
+	assert.Equal(t, []string{"e0"}, k.ids)
 }

@@ -255,15 +255,25 @@ func (m *Sessions) export(ctx context.Context, c Client, sink Sink, sid string) 
 		if ev.Index < p.Next {
 			return nil // already handed over
 		}
-		p.Next = ev.Index + 1
+		at := p
+		at.Next = ev.Index + 1
+		var err error
+		if m.filter.keep(ev.Type) {
+			ev.Session = sid
+			err = sink.Event(ctx, ev, at)
+		} else {
+			err = sink.Progress(ctx, at)
+		}
+		if err != nil {
+			// Not handed over: the next attempt (after a reconnect, with
+			// this same object) starts at this event again.
+			return err
+		}
+		p = at
 		m.mu.Lock()
 		m.states[sid].Next = p.Next
 		m.mu.Unlock()
-		if !m.filter.keep(ev.Type) {
-			return sink.Progress(ctx, p)
-		}
-		ev.Session = sid
-		return sink.Event(ctx, ev, p)
+		return nil
 	}
 	var err error
 	if !structured {

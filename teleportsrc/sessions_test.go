@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/fluent-bit-teleport/fluent-bit-teleport/cursor"
 	"github.com/fluent-bit-teleport/fluent-bit-teleport/teleportsrc"
 	"github.com/fluent-bit-teleport/fluent-bit-teleport/teleportsrc/memlog"
 )
@@ -290,4 +291,46 @@ func TestSessionsSchedulerDoesNotSpin(t *testing.T) {
 	assert.Less(t, clock.Load()-before, int64(50), "the scheduler looked at the clock %d times in 200 ms", clock.Load()-before)
 	close(c.gate)
 	require.Eventually(t, func() bool { return m.StatsNow().Exported == 4 }, 5*time.Second, 5*time.Millisecond)
+}
+
+// fullQueue is a sink whose queue is full: Event blocks until ctx ends,
+// as the input's queue does while Fluent Bit holds the collector back.
+type fullQueue struct {
+	sink
+	blocked chan struct{}
+	once    sync.Once
+}
+
+func (f *fullQueue) Event(ctx context.Context, e *teleportsrc.Event, after cursor.Mark) error {
+	f.once.Do(func() { close(f.blocked) })
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// A connection that drops while a worker waits to hand over an event must
+// not lose that event: the same Sessions object streams again after the
+// reconnect, from the first event not handed over.
+func TestSessionsReconnectWhileTheQueueIsFullLosesNothing(t *testing.T) {
+	log := &memlog.Log{}
+	log.AddSession("s1", recording("s1", time.Now(), 6)...)
+	cfg := sessionCfg(&lines{})
+	cfg.Skip = nil
+	m := teleportsrc.NewSessions(cfg, nil, time.Now)
+
+	full := &fullQueue{blocked: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = m.Run(ctx, log, full)
+	}()
+	m.Watch(upload(t, "s1", time.Now()))
+	<-full.blocked
+	cancel() // the connection drops
+	<-done
+
+	k := &sink{}
+	runSessions(t, m, log, k)
+	finished(t, k)
+	assert.Equal(t, []string{"s1-00", "s1-01", "s1-02", "s1-03", "s1-04", "s1-05"}, k.got())
 }

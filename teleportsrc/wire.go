@@ -26,11 +26,6 @@ type Event struct {
 	Remember bool   // record the uid in the delivered-event index
 }
 
-// Date is the event's UTC date, as the delivered-event index keys it.
-func (e *Event) Date() string { return dateOf(e.Seconds) }
-
-func dateOf(sec int64) string { return time.Unix(sec, 0).UTC().Format(time.DateOnly) }
-
 // Time is the event time.
 func (e *Event) Time() time.Time { return time.Unix(e.Seconds, int64(e.Nanos)).UTC() }
 

@@ -27,9 +27,11 @@ import (
 
 // Log is the audit log. Its zero value is empty and ready.
 type Log struct {
-	// SecondGranularity compares bounds by whole seconds, like DynamoDB's
-	// CreatedAt, so a query returns events before its precise start.
-	SecondGranularity bool
+	// Granularity truncates the times a search compares (its bounds and the
+	// events') to whole multiples, as backends do that keep coarser times:
+	// DynamoDB and Firestore keep seconds, Athena milliseconds. So a query
+	// returns events before its precise start. 0 compares nanoseconds.
+	Granularity time.Duration
 	// MaxPage caps a page below the requested limit (the 1 MiB cap).
 	MaxPage int
 	// MaxEventBytes, if set, is the largest event a search page can carry; a
@@ -219,11 +221,10 @@ func (m *Log) search(from, to time.Time, eventTypes []string, limit int, order t
 	}
 	in := func(e *auditlogpb.EventUnstructured) bool {
 		t := e.GetTime().AsTime()
-		if m.SecondGranularity {
-			if t.Unix() < from.Unix() || t.Unix() > to.Unix() {
-				return false
-			}
-		} else if t.Before(from) || t.After(to) {
+		if g := m.Granularity; g > 0 {
+			t, from, to = t.Truncate(g), from.Truncate(g), to.Truncate(g)
+		}
+		if t.Before(from) || t.After(to) {
 			return false
 		}
 		return len(want) == 0 || want[e.GetType()]

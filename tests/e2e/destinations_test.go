@@ -67,10 +67,10 @@ func newScenario(t *testing.T, name string, seed int64, n int) *scenario {
 	}
 	for _, ev := range s.audit {
 		s.byID[ev.GetID()] = ev
-		s.want[ev.GetID()] = teleportJSON(t, ev)
+		s.want[ev.GetID()] = testenv.TeleportJSON(t, ev)
 	}
 	for _, ev := range s.session {
-		m := teleportJSON(t, ev)
+		m := testenv.TeleportJSON(t, ev)
 		m["teleport_stream"] = "session"
 		m["sid"] = s.sid
 		s.byID[ev.GetID()] = ev
@@ -79,16 +79,6 @@ func newScenario(t *testing.T, name string, seed int64, n int) *scenario {
 	require.Equal(t, len(s.audit)+len(s.session), len(s.want), "unique uids")
 	require.NotEmpty(t, s.session)
 	return s
-}
-
-// teleportJSON is the event as Teleport's JSON has it.
-func teleportJSON(t *testing.T, ev apievents.AuditEvent) map[string]any {
-	t.Helper()
-	b, err := json.Marshal(ev)
-	require.NoError(t, err)
-	var m map[string]any
-	require.NoError(t, json.Unmarshal(b, &m))
-	return m
 }
 
 func ids(evs []apievents.AuditEvent) []string {
@@ -142,10 +132,11 @@ type exampleEnv struct {
 }
 
 var (
-	reStartTime = regexp.MustCompile(`(?m)#[ \t]*start_time([ \t]*:?[ \t]*)\S+`)
-	reTLSVerify = regexp.MustCompile(`(?mi)^([ \t]*)tls\.verify([ \t]*:[ \t]*|[ \t]+)on[ \t]*$`)
-	rePort      = regexp.MustCompile(`(?mi)^([ \t]*)port([ \t]*:[ \t]*|[ \t]+)\d+[ \t]*$`)
-	reFlush     = regexp.MustCompile(`(?mi)^([ \t]*)flush([ \t]*:[ \t]*|[ \t]+)1[ \t]*$`)
+	reStartTime  = regexp.MustCompile(`(?m)#[ \t]*start_time([ \t]*:?[ \t]*)\S+`)
+	reTLSVerify  = regexp.MustCompile(`(?mi)^([ \t]*)tls\.verify([ \t]*:[ \t]*|[ \t]+)on[ \t]*$`)
+	rePort       = regexp.MustCompile(`(?mi)^([ \t]*)port([ \t]*:[ \t]*|[ \t]+)\d+[ \t]*$`)
+	reFlush      = regexp.MustCompile(`(?mi)^([ \t]*)flush([ \t]*:[ \t]*|[ \t]+)1[ \t]*$`)
+	reSessionsOn = regexp.MustCompile(`(?mi)^[ \t]*sessions([ \t]*:[ \t]*|[ \t]+)on[ \t]*$`)
 )
 
 // materialize writes the example src into dir with e substituted, and
@@ -234,7 +225,7 @@ func TestDestinationExamplesDryRun(t *testing.T) {
 	bin := fluentBit(t)
 	so := testenv.PluginSO(t)
 	files := destinationExamples(t, "")
-	require.Len(t, files, 10, "five destinations, classic and YAML")
+	require.Len(t, files, 12, "six destinations, classic and YAML")
 	setDestinationEnv(t, "destination.example.com")
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
@@ -280,6 +271,11 @@ func deliver(t *testing.T, f, cluster string, seed int64, n int, respond func(re
 	setDestinationEnv(t, "127.0.0.1")
 	ca := newTestCA(t)
 	d := delivery{rc: newReceiver(t, ca, respond), s: newScenario(t, cluster, seed, n)}
+	raw, err := os.ReadFile(f)
+	require.NoError(t, err)
+	if !reSessionsOn.Match(raw) {
+		d.s.session = nil // an audit-only example: no session side expected
+	}
 	dir := t.TempDir()
 	d.env = runEnv(t, testenv.PluginSO(t), d.s, dir, ca, d.rc)
 	d.conf = materialize(t, f, dir, d.env)
@@ -325,7 +321,9 @@ func (s *scenario) progress(got sides) string {
 
 // esFake answers the bulk API as Elasticsearch does: index stores a new
 // document (201) or rewrites an existing _id (200); create stores a new one
-// or refuses an existing _id (409, errors: true).
+// or refuses an existing _id (409, errors: true). An index named logs-*-* is
+// a data stream (Elasticsearch's built-in logs template): it takes create
+// only, needs @timestamp, and gives a document without _id one of its own.
 type esFake struct {
 	mu      sync.Mutex
 	docs    map[string]map[string]map[string]any // index -> _id -> document
@@ -337,7 +335,13 @@ type esFake struct {
 type esAction struct {
 	op, index, id string
 	status        int
+	stored        string // the _id it was stored under: id, or one Elasticsearch gave it
 }
+
+// esDataStream reports whether index is a data stream.
+func esDataStream(index string) bool { return reDataStream.MatchString(index) }
+
+var reDataStream = regexp.MustCompile(`^logs-[^-]+-[^-]+$`)
 
 func newESFake() *esFake { return &esFake{docs: map[string]map[string]map[string]any{}} }
 
@@ -372,29 +376,44 @@ func (f *esFake) respond(r received) (int, string) {
 		}
 		for op, meta := range action {
 			index, _ := meta["_index"].(string)
-			id, _ := meta["_id"].(string)
-			if len(meta) != 2 {
-				f.bad = append(f.bad, "action line with other than _index and _id: "+lines[i])
+			id, hasID := meta["_id"].(string)
+			if _, ok := meta["_index"]; !ok || len(meta) > 2 || (len(meta) == 2 && !hasID) {
+				f.bad = append(f.bad, "action line with other than _index and an optional _id: "+lines[i])
 			}
-			a := esAction{op: op, index: index, id: id, status: 201}
+			a := esAction{op: op, index: index, id: id, status: 201, stored: id}
 			if f.docs[index] == nil {
 				f.docs[index] = map[string]map[string]any{}
 			}
+			stream := esDataStream(index)
+			reason := ""
 			switch {
-			case (op != "create" && op != "index") || id == "":
+			case op != "create" && op != "index":
+				reason = "unknown action " + op
+			case stream && op != "create":
+				reason = "only write ops with an op_type of create are allowed in data streams"
+			case stream && doc["@timestamp"] == nil:
+				reason = "data stream timestamp field [@timestamp] is missing"
+			case id == "" && !stream:
+				reason = "test: an index, not a data stream, is written with an _id"
+			}
+			if id == "" {
+				a.stored = fmt.Sprintf("generated-%d", len(f.actions))
+			}
+			switch {
+			case reason != "":
 				a.status = 400
-			case f.docs[index][id] != nil && op == "create":
+			case f.docs[index][a.stored] != nil && op == "create":
 				a.status = 409
-			case f.docs[index][id] != nil:
+			case f.docs[index][a.stored] != nil:
 				a.status = 200
-				f.docs[index][id] = doc
+				f.docs[index][a.stored] = doc
 			default:
-				f.docs[index][id] = doc
+				f.docs[index][a.stored] = doc
 			}
 			f.actions = append(f.actions, a)
 			switch a.status {
 			case 201:
-				items = append(items, fmt.Sprintf(`{"%s":{"_index":%q,"_id":%q,"_version":1,"result":"created","_shards":{"total":2,"successful":1,"failed":0},"_seq_no":%d,"_primary_term":1,"status":201}}`, op, index, id, len(f.actions)))
+				items = append(items, fmt.Sprintf(`{"%s":{"_index":%q,"_id":%q,"_version":1,"result":"created","_shards":{"total":2,"successful":1,"failed":0},"_seq_no":%d,"_primary_term":1,"status":201}}`, op, index, a.stored, len(f.actions)))
 			case 200:
 				items = append(items, fmt.Sprintf(`{"%s":{"_index":%q,"_id":%q,"_version":2,"result":"updated","_shards":{"total":2,"successful":1,"failed":0},"_seq_no":%d,"_primary_term":1,"status":200}}`, op, index, id, len(f.actions)))
 			case 409:
@@ -402,29 +421,43 @@ func (f *esFake) respond(r received) (int, string) {
 				items = append(items, fmt.Sprintf(`{"%s":{"_index":%q,"_id":%q,"status":409,"error":{"type":"version_conflict_engine_exception","reason":"[%s]: version conflict, document already exists (current version [1])","index_uuid":"x6CZ1a3oT1Kj0N6s7w9v2Q","shard":"0","index":%q}}}`, op, index, id, id, index))
 			default:
 				errors = true
-				items = append(items, fmt.Sprintf(`{"%s":{"_index":%q,"_id":%q,"status":400,"error":{"type":"illegal_argument_exception","reason":"test: index or create with an _id expected"}}}`, op, index, id))
+				items = append(items, fmt.Sprintf(`{"%s":{"_index":%q,"_id":%q,"status":400,"error":{"type":"illegal_argument_exception","reason":%q}}}`, op, index, id, reason))
 			}
 		}
 	}
 	return 200, fmt.Sprintf(`{"errors":%t,"took":3,"items":[%s]}`, errors, strings.Join(items, ","))
 }
 
-// stored sorts the stored documents' _ids into sides by index prefix.
+// stored sorts the stored documents' uids into sides by index prefix: the
+// _id in the teleport-* indices, the uid in "message" in Elastic's teleport
+// integration's data stream.
 func (f *esFake) stored() sides {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var got sides
 	for index, docs := range f.docs {
-		for id := range docs {
+		for id, doc := range docs {
 			switch {
 			case strings.HasPrefix(index, "teleport-audit-"):
 				got.audit = append(got.audit, id)
 			case strings.HasPrefix(index, "teleport-session-"):
 				got.session = append(got.session, id)
+			case strings.HasPrefix(index, "logs-teleport.audit-"):
+				got.audit = append(got.audit, fmt.Sprint(messageJSON(doc)["uid"]))
 			}
 		}
 	}
 	return got
+}
+
+// messageJSON is the event in a document's "message", or nil.
+func messageJSON(doc map[string]any) map[string]any {
+	msg, _ := doc["message"].(string)
+	var m map[string]any
+	if json.Unmarshal([]byte(msg), &m) != nil {
+		return nil
+	}
+	return m
 }
 
 func (f *esFake) problems() []string {
@@ -515,6 +548,62 @@ func TestDestinationElasticsearch(t *testing.T) {
 				assert.Equal(t, 200, a.status, "the same document, rewritten")
 			}
 			s.check(t, es.stored())
+		})
+	}
+}
+
+// Elastic's teleport integration: bulk create actions into the data stream
+// logs-teleport.audit-default without an _id, each document the event's JSON
+// text in "message" (what the integration's ingest pipeline decodes) and
+// @timestamp, nothing else; the text decodes to exactly the event. A second
+// export of the same events (a fresh position store) is accepted and indexed
+// again: the data stream then holds each event.id twice, as the example says.
+func TestDestinationElasticIntegration(t *testing.T) {
+	for _, f := range destinationExamples(t, "elastic-integration") {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			es := newESFake()
+			d := deliver(t, f, "es.example.com", 111, 1500, es.respond, es.stored)
+			s := d.s
+			assert.NotContains(t, d.p.output(), "failed to flush chunk", "every bulk request succeeded the first time")
+			require.Empty(t, es.problems(), "protocol problems")
+			s.check(t, es.stored())
+			first := es.sentActions()
+			require.Len(t, first, len(s.audit), "no action sent twice in a fault-free run")
+			for _, a := range first {
+				assert.Equal(t, "create", a.op, "data streams take create only")
+				assert.Equal(t, "logs-teleport.audit-default", a.index, "the integration's data stream")
+				assert.Empty(t, a.id, "no _id: a repeat would be refused with 409 and retried forever")
+				assert.Equal(t, 201, a.status)
+				doc := es.doc(a.index, a.stored)
+				keys := make([]string, 0, len(doc))
+				for k := range doc {
+					keys = append(keys, k)
+				}
+				sort.Strings(keys)
+				require.Equal(t, []string{"@timestamp", "message"}, keys, "what Elastic Agent's filestream sends, with the event time")
+				ev := messageJSON(doc)
+				require.NotNil(t, ev, "message holds JSON: %v", doc["message"])
+				uid := fmt.Sprint(ev["uid"])
+				if want, ok := s.want[uid]; assert.True(t, ok, "message of an unknown event: %v", doc["message"]) {
+					assert.Equal(t, want, ev, "message decodes to exactly the event (%v)", want["event"])
+					assert.Equal(t, s.event(uid).GetTime().UTC().Format("2006-01-02T15:04:05.000Z"), doc["@timestamp"], "@timestamp is the event time")
+				}
+			}
+
+			// Export the same events again from a fresh position store: each
+			// is indexed a second time, under a new _id.
+			require.NoError(t, os.RemoveAll(d.env.db))
+			p := startFluentBit(t, fluentBit(t), "-c", d.conf)
+			waitUntil(t, p, time.Minute, func() string { return fmt.Sprintf("%d of %d re-sent", len(es.sentActions())-len(first), len(first)) },
+				func() bool { return len(es.sentActions()) >= 2*len(first) })
+			p.stop(t, 15*time.Second)
+			assert.NotContains(t, p.output(), "failed to flush chunk", "re-sent events are accepted, not retried")
+			for _, a := range es.sentActions()[len(first):] {
+				assert.Equal(t, 201, a.status, "a second document")
+			}
+			got := es.stored()
+			assert.Len(t, got.audit, 2*len(s.audit), "every event.id twice")
+			assert.Len(t, countEach(got.audit), len(s.audit))
 		})
 	}
 }

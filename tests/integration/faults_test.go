@@ -174,7 +174,7 @@ func TestUnreadableIdentityNamesTheFile(t *testing.T) {
 	require.NoError(t, os.WriteFile(garbage, []byte("not an identity"), 0o600))
 	h2 := host(t, flbhost.Options{})
 	initOK(t, h2, e.props(time.Now(), "identity_file", garbage, "db", e.db+"-2"))
-	logHas(t, h2, 10*time.Second, "cannot load identity file "+garbage)
+	logHas(t, h2, 10*time.Second, "identity file "+garbage+" is not a Teleport identity file")
 }
 
 func TestIdentityReadableByOthersIsWarned(t *testing.T) {

@@ -4,6 +4,8 @@
 package testenv
 
 import (
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -131,4 +133,23 @@ func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bo
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// TeleportJSON is the event as Teleport's JSON has it, plus the base64 "data"
+// Teleport adds to a print event's unstructured form: what the plugin's
+// record, or its "message", must decode to.
+func TeleportJSON(t testing.TB, ev apievents.AuditEvent) map[string]any {
+	t.Helper()
+	b, err := json.Marshal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	if p, ok := ev.(*apievents.SessionPrint); ok {
+		m["data"] = base64.StdEncoding.EncodeToString(p.Data)
+	}
+	return m
 }
