@@ -75,7 +75,7 @@ func benchRealLog(b *testing.B, so string, n, pageSize int) {
 	clt := rt.Client(b)
 	_, err := clt.Ping(context.Background()) // connected before the clock starts
 	require.NoError(b, err)
-	total, best := 0, 0.0
+	total, best, bareBest := 0, 0.0, 0.0
 	for _, size := range []int{pageSize, conf.MaxPageSize} {
 		if size == pageSize && size == conf.MaxPageSize && total > 0 {
 			fmt.Printf("%s server page rate, bare client, page size %d: the same measurement (the plugin's page size is %d)\n", label, size, pageSize)
@@ -85,7 +85,7 @@ func benchRealLog(b *testing.B, so string, n, pageSize int) {
 		require.True(b, total == 0 || got == total, "the bare client reads the same events each time")
 		total = got
 		rate := float64(got) / d.Seconds()
-		best = max(best, rate)
+		best, bareBest = max(best, rate), max(bareBest, rate)
 		fmt.Printf("%s server page rate, bare client, page size %d: %.0f events/s (%d events, %d pages, %s)\n",
 			label, size, rate, got, pages, d.Round(time.Millisecond))
 	}
@@ -120,7 +120,9 @@ func benchRealLog(b *testing.B, so string, n, pageSize int) {
 
 	fmt.Printf("%s ratio tests/host / server: %.2f\n", label, hostRate/best)
 	if fbRate > 0 {
-		fmt.Printf("%s ratio fluent-bit / server: %.2f (issue 10 asks at least 0.80)\n", label, fbRate/best)
+		fmt.Printf("%s ratio fluent-bit / server: %.2f (against the best rate, the wire client's included; issue 10 asks at least 0.80)\n", label, fbRate/best)
+		// The issue's own measure: the bare api client's best page rate.
+		fmt.Printf("%s ratio fluent-bit / bare api client: %.2f (issue 10 asks at least 0.80)\n", label, fbRate/bareBest)
 		b.ReportMetric(fbRate/best, fmt.Sprintf("fb-ratio-%d", n))
 	}
 	b.ReportMetric(hostRate/best, fmt.Sprintf("host-ratio-%d", n))
