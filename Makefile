@@ -38,13 +38,17 @@ test: $(PLUGIN) kube
 	cd docker/manifests && $(GO) vet ./... && TELEPORT_PLUGIN_SO=$(abspath $(PLUGIN)) $(GO) test -count=1 -timeout 10m ./...
 
 # Speed and memory: Badger's footprint, then 200,000 events exported from the
-# Teleport test double through the .so (see tests/bench).
+# Teleport test double through the .so (see tests/bench), then backfills from
+# a real Teleport Auth Service side by side with its own page rate (see
+# tests/e2e BenchmarkRealTeleport).
 bench: $(PLUGIN)
 	$(GO) test ./cursor -run XXX -bench Footprint -benchtime 1x
 	$(GO) test ./emit -run XXX -bench . -benchmem
 	TELEPORT_PLUGIN_SO=$(abspath $(PLUGIN)) $(GO) test ./tests/bench -run XXX -bench Export -benchtime 1x -timeout 30m -args -events 200000
 	@if [ -n "$$FLUENT_BIT" ]; then TELEPORT_PLUGIN_SO=$(abspath $(PLUGIN)) $(GO) test ./tests/e2e -run XXX -bench Backfill -benchtime 1x -timeout 30m; \
 	 else echo "NOTE: FLUENT_BIT is not set: the real fluent-bit backfill benchmark is SKIPPED"; fi
+	@[ -n "$$FLUENT_BIT" ] || echo "NOTE: FLUENT_BIT is not set: the real-Teleport benchmark measures the plugin through tests/host only"
+	TELEPORT_PLUGIN_SO=$(abspath $(PLUGIN)) $(GO) test ./tests/e2e -run XXX -bench RealTeleport -benchtime 1x -timeout 30m
 
 # Runs the plugin against the Teleport test double (a steady stream of audit
 # events) and prints the records: in fluent-bit if FLUENT_BIT is set or

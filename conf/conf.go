@@ -69,6 +69,7 @@ type Config struct {
 
 	ExportMode        string // auto, bulk or search
 	ExportConcurrency int
+	SearchConcurrency int // windows a search backfill reads at once
 	SettlePeriod      time.Duration
 
 	Sessions           bool
@@ -135,8 +136,10 @@ var settings = []setting{
 			c.WindowSize = c.WindowSize.Truncate(time.Second)
 			return err
 		}},
-	{key: "page_size", def: "500", accepts: "a whole number from 1 to 10000",
+	{key: "page_size", def: "10000", accepts: "a whole number from 1 to 10000",
 		apply: func(c *Config, v string) (err error) { c.PageSize, err = parseIntIn(v, 1, MaxPageSize); return err }},
+	{key: "search_concurrency", def: "2", accepts: "a whole number from 1 to 16",
+		apply: func(c *Config, v string) (err error) { c.SearchConcurrency, err = parseIntIn(v, 1, 16); return err }},
 	{key: "poll_interval", def: "1s", accepts: "a duration from 100ms to 1h, such as 1s or 30s",
 		apply: func(c *Config, v string) (err error) {
 			c.PollInterval, err = parseDurationIn(v, minPollInterval, time.Hour)

@@ -28,7 +28,8 @@ func TestParseDefaults(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "teleport.example.com:443", c.Addr)
 	assert.Equal(t, 24*time.Hour, c.WindowSize)
-	assert.Equal(t, 500, c.PageSize)
+	assert.Equal(t, 10000, c.PageSize)
+	assert.Equal(t, 2, c.SearchConcurrency)
 	assert.Equal(t, time.Second, c.PollInterval)
 	assert.Equal(t, 20000, c.BatchMaxRecords)
 	assert.Equal(t, 16000000, c.BatchMaxBytes)
@@ -50,14 +51,14 @@ func TestParseDefaults(t *testing.T) {
 func TestParseValues(t *testing.T) {
 	c, err := Parse(MapGetter{
 		"ADDR": "auth.example.com:3025", "Cert_File": "c.pem", "key_file": "k.pem", "ca_file": "ca.pem",
-		"db": "/d", "start_time": "2026-01-02T03:04:05.999+01:00", "window_size": "1h", "page_size": "10000",
+		"db": "/d", "start_time": "2026-01-02T03:04:05.999+01:00", "window_size": "1h", "page_size": "250",
 		"poll_interval": "500ms", "types": " user.login, session.start ,,user.login", "skip_event_types": "cert.create",
 		"batch_max_records": "5", "batch_max_bytes": "2MB", "dial_timeout": "3",
 	})
 	require.NoError(t, err)
 	assert.Equal(t, time.Date(2026, 1, 2, 2, 4, 5, 0, time.UTC), c.StartTime, "UTC, truncated to the second")
 	assert.Equal(t, time.Hour, c.WindowSize)
-	assert.Equal(t, 10000, c.PageSize)
+	assert.Equal(t, 250, c.PageSize)
 	assert.Equal(t, 500*time.Millisecond, c.PollInterval)
 	assert.Equal(t, []string{"user.login", "session.start"}, c.Types)
 	assert.Equal(t, []string{"cert.create"}, c.SkipEventTypes)

@@ -301,7 +301,7 @@ func (x *Instance) prepare(ctx context.Context, clt teleportsrc.Client, cluster 
 		}
 		types, skip := x.searchTypes()
 		r.search = teleportsrc.NewSearch(teleportsrc.SearchConfig{
-			Window: x.cfg.WindowSize, PageSize: x.cfg.PageSize, Types: types, Skip: skip,
+			Window: x.cfg.WindowSize, PageSize: x.cfg.PageSize, Concurrency: x.cfg.SearchConcurrency, Types: types, Skip: skip,
 			Settle: x.cfg.SettlePeriod, Index: idx, Watch: watch, Logf: x.log.Infof, Warnf: x.log.Warnf,
 		}, pos, x.now)
 		r.searchFrom.Store(pos.From)

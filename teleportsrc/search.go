@@ -104,8 +104,11 @@ func mayRescan(sec int64, now time.Time, settle time.Duration) bool {
 type SearchConfig struct {
 	Window   time.Duration
 	PageSize int
-	Types    []string
-	Skip     []string
+	// Concurrency is how many windows are read at once during a backfill
+	// (see readAhead); 1 still reads the next page while one is handed over.
+	Concurrency int
+	Types       []string
+	Skip        []string
 	// Settle is how far behind the newest event delivered the reader looks
 	// again, once caught up, for events that became visible late (DynamoDB,
 	// Firestore, several Auth Services). 0 turns the re-scan off.
@@ -138,6 +141,7 @@ type Search struct {
 
 	recent     map[string]int64 // uids handed over lately, by second
 	lastRescan time.Time
+	ahead      readAhead
 
 	Stats SearchStats
 }
@@ -176,7 +180,7 @@ func (s *Search) Step(ctx context.Context, c Client, sink Sink) (idle bool, err 
 		if s.skipTo.After(s.from) {
 			s.from = s.skipTo
 		}
-		s.to = s.pos.FromTime().Add(s.cfg.Window)
+		s.to = windowEnd(s.pos.FromTime(), s.cfg.Window)
 		s.open = !s.to.Before(now)
 		if s.open {
 			s.to = now
@@ -190,7 +194,7 @@ func (s *Search) Step(ctx context.Context, c Client, sink Sink) (idle bool, err 
 			return false, s.finishWindow(ctx, sink)
 		}
 	}
-	page, err := c.SearchEvents(ctx, searchRequest(s.cfg.Types, s.cfg.PageSize, s.from, s.to, s.key))
+	page, err := s.fetch(ctx, c, query{from: s.from, to: s.to, key: s.key})
 	if err != nil {
 		if big, ok := ParseOversized(err); ok {
 			return false, s.skipOversized(ctx, c, sink, big)
@@ -222,6 +226,18 @@ func (s *Search) Step(ctx context.Context, c Client, sink Sink) (idle bool, err 
 		return true, nil
 	}
 	return false, s.finishWindow(ctx, sink)
+}
+
+// windowEnd is where the window starting at from ends: after window, or at
+// the next UTC midnight if that comes first. The file audit log re-reads the
+// files of every day a query touches, so a window that stays within one day
+// reads fewer of them.
+func windowEnd(from time.Time, window time.Duration) time.Time {
+	end := from.Add(window)
+	if midnight := from.Truncate(24 * time.Hour).Add(24 * time.Hour); midnight.Before(end) {
+		return midnight
+	}
+	return end
 }
 
 // finishWindow moves the position to the end of the closed window just

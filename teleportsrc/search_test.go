@@ -107,7 +107,7 @@ func ids(prefix string, n int) []string {
 }
 
 func cfg() teleportsrc.SearchConfig {
-	return teleportsrc.SearchConfig{Window: 24 * time.Hour, PageSize: 100}
+	return teleportsrc.SearchConfig{Window: 24 * time.Hour, PageSize: 100, Concurrency: 2}
 }
 
 func TestSearchPagesInOrderExactlyOnce(t *testing.T) {
@@ -274,9 +274,10 @@ func TestSearchRetriesTheSamePageAfterAnError(t *testing.T) {
 	clk := &clock{t0.Add(time.Hour)}
 	s := teleportsrc.NewSearch(teleportsrc.SearchConfig{Window: time.Hour, PageSize: 10}, teleportsrc.SearchPosition{From: t0.Unix()}, clk.now)
 	k := &sink{}
+	// The second page fails: it is read ahead while the first is handed over.
+	m.FailNext(nil, errors.New("unavailable"))
 	_, err := s.Step(context.Background(), m, k)
 	require.NoError(t, err)
-	m.FailNext(errors.New("unavailable"))
 	_, err = s.Step(context.Background(), m, k)
 	require.Error(t, err)
 	drain(t, s, m, k)

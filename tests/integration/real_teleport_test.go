@@ -1,31 +1,17 @@
 package integration
 
-// Tests against a real Teleport Auth Service: tests/realteleport builds
-// realauthd, Teleport 13.3.8's Auth Service in a process of its own (a
-// separate Go module: Teleport's main module must never be linked into the
-// plugin), with the file audit log that self-hosted clusters use. The first
-// test to need it builds it with `go build` into build/realauthd. With Go's
-// build cache cold that takes 5-7 minutes on 2 shared cores (about 430 s of
-// CPU) and 2.3 GB of RAM. With the module cache cold it also downloads 180
-// modules (283 MB) from the Go module proxy. An up-to-date binary costs under
-// a second, and a relink after a change about 10 s.
+// Tests against a real Teleport Auth Service: tests/realauth runs
+// tests/realteleport, Teleport 13.3.8's Auth Service with the file audit log
+// that self-hosted clusters use (its first build takes several minutes).
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"io"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
-	"strconv"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/gravitational/teleport/api/client"
 	auditlogpb "github.com/gravitational/teleport/api/gen/proto/go/teleport/auditlog/v1"
 	"github.com/gravitational/teleport/api/types"
 	"github.com/gravitational/trace"
@@ -34,6 +20,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/fluent-bit-teleport/fluent-bit-teleport/tests/flbhost"
+	"github.com/fluent-bit-teleport/fluent-bit-teleport/tests/realauth"
 	"github.com/fluent-bit-teleport/fluent-bit-teleport/tests/testenv"
 )
 
@@ -50,13 +37,13 @@ var realServerEventTypes = map[string]bool{
 // days (four day files of the file log) arrives exactly once, in time order,
 // with its time, through small pages and 24h windows.
 func TestRealTeleportExportsSeededDaysInOrder(t *testing.T) {
-	rt := startRealauthd(t, realauthdOptions{Events: 1500, Days: 3, Sessions: 1})
+	rt := realauth.Start(t, realauth.Options{Events: 1500, Days: 3, Sessions: 1})
 	files, err := filepath.Glob(filepath.Join(rt.DataDir, "log", "*", "*.log"))
 	require.NoError(t, err)
 	require.GreaterOrEqual(t, len(files), 3, "seeded events span several day files: %v", files)
 
 	h := host(t, flbhost.Options{})
-	idx := initOK(t, h, rt.props(t, "page_size", "100", "window_size", "24h"))
+	idx := initOK(t, h, rt.Props("page_size", "100", "window_size", "24h"))
 	want := rt.Manifest(t)
 	collectUntilUIDs(t, h, idx, 60*time.Second, want)
 	recs := collectFor(t, h, idx, time.Second) // anything delivered twice shows up too
@@ -64,22 +51,22 @@ func TestRealTeleportExportsSeededDaysInOrder(t *testing.T) {
 	checkExactlyOnceInOrder(t, recs, want)
 	extra := map[string]int{}
 	for _, r := range recs {
-		if _, seeded := want.byUID[uidOf(r)]; !seeded {
+		if _, seeded := want.ByUID[uidOf(r)]; !seeded {
 			typ, _ := r.Body["event"].(string)
 			assert.True(t, realServerEventTypes[typ], "unexpected event %s from the server: %v", typ, r.Body)
 			extra[typ]++
 		}
 	}
 	assert.Positive(t, extra["cert.create"]+extra["user.create"]+extra["role.created"], "the server's own events are exported too")
-	t.Logf("%d records: %d emitted by realauthd over %d day files, server events %v", len(recs), len(want.list), len(files), extra)
+	t.Logf("%d records: %d emitted by realauthd over %d day files, server events %v", len(recs), len(want.List), len(files), extra)
 }
 
 // TestRealTeleportFollowsNewEvents: once caught up, events written now
 // arrive within a few poll intervals.
 func TestRealTeleportFollowsNewEvents(t *testing.T) {
-	rt := startRealauthd(t, realauthdOptions{Events: 300, Days: 1})
+	rt := realauth.Start(t, realauth.Options{Events: 300, Days: 1})
 	h := host(t, flbhost.Options{})
-	idx := initOK(t, h, rt.props(t, "page_size", "100"))
+	idx := initOK(t, h, rt.Props("page_size", "100"))
 	collectUntilUIDs(t, h, idx, 30*time.Second, rt.Manifest(t))
 
 	for round := 0; round < 2; round++ {
@@ -94,9 +81,9 @@ func TestRealTeleportFollowsNewEvents(t *testing.T) {
 // TestRealTeleportResumesAfterRestart: a host stopped mid-export and a new
 // one on the same db deliver every event exactly once between them.
 func TestRealTeleportResumesAfterRestart(t *testing.T) {
-	rt := startRealauthd(t, realauthdOptions{Events: 1500, Days: 3})
+	rt := realauth.Start(t, realauth.Options{Events: 1500, Days: 3})
 	want := rt.Manifest(t)
-	props := rt.props(t, "page_size", "100", "window_size", "24h", "batch_max_records", "50")
+	props := rt.Props("page_size", "100", "window_size", "24h", "batch_max_records", "50")
 
 	h1 := host(t, flbhost.Options{})
 	idx := initOK(t, h1, props)
@@ -106,14 +93,14 @@ func TestRealTeleportResumesAfterRestart(t *testing.T) {
 	require.NoError(t, err)
 	part1 := records(t, h1)
 	require.NotEmpty(t, part1)
-	require.Less(t, len(part1), len(want.list)/2, "stopped mid-export")
+	require.Less(t, len(part1), len(want.List)/2, "stopped mid-export")
 
 	h2 := host(t, flbhost.Options{})
 	idx = initOK(t, h2, props)
-	missing := manifest{byUID: map[string]manifestEvent{}}
-	for _, e := range want.list {
+	missing := realauth.NewManifest()
+	for _, e := range want.List {
 		if !containsUID(part1, e.UID) {
-			missing.add(e)
+			missing.Add(e)
 		}
 	}
 	part2 := collectUntilUIDs(t, h2, idx, 60*time.Second, missing)
@@ -125,10 +112,10 @@ func TestRealTeleportResumesAfterRestart(t *testing.T) {
 // TestRealTeleportExportsSessionUploadEvents: a completed recording makes the
 // server write session.upload, which is an audit event like any other.
 func TestRealTeleportExportsSessionUploadEvents(t *testing.T) {
-	rt := startRealauthd(t, realauthdOptions{Events: 50, Days: 1, Sessions: 2})
+	rt := realauth.Start(t, realauth.Options{Events: 50, Days: 1, Sessions: 2})
 	require.Len(t, rt.Sessions, 2)
 	h := host(t, flbhost.Options{})
-	idx := initOK(t, h, rt.props(t))
+	idx := initOK(t, h, rt.Props())
 	want := rt.Manifest(t)
 	collectUntilUIDs(t, h, idx, 30*time.Second, want)
 
@@ -152,7 +139,7 @@ func TestRealTeleportExportsSessionUploadEvents(t *testing.T) {
 		assert.NotEmpty(t, r.Body["uid"])
 		assert.Equal(t, rt.Cluster, r.Body["cluster_name"])
 		assert.NotEmpty(t, r.Body["url"], "where the recording is stored")
-		assert.False(t, r.Time.Before(want.sessionEnd(t, sid)), "written when the recording is complete")
+		assert.False(t, r.Time.Before(want.SessionEnd(t, sid)), "written when the recording is complete")
 	}
 	checkExactlyOnceInOrder(t, records(t, h), want)
 }
@@ -164,10 +151,10 @@ func TestRealTeleportExportsSessionUploadEvents(t *testing.T) {
 // Prints are skipped by default: start, resize and end remain, in index
 // order, marked for the session routing recipe.
 func TestRealTeleportExportsRecordingsThroughTheStructuredFallback(t *testing.T) {
-	rt := startRealauthd(t, realauthdOptions{Events: 50, Days: 1, Sessions: 2})
+	rt := realauth.Start(t, realauth.Options{Events: 50, Days: 1, Sessions: 2})
 	require.Len(t, rt.Sessions, 2)
 	h := host(t, flbhost.Options{})
-	idx := initOK(t, h, rt.props(t, "sessions", "on"))
+	idx := initOK(t, h, rt.Props("sessions", "on"))
 
 	recordings := map[string][]flbhost.Record{}
 	testenv.Eventually(t, 30*time.Second, "three recording events per session", func() bool {
@@ -208,16 +195,10 @@ func TestRealTeleportExportsRecordingsThroughTheStructuredFallback(t *testing.T)
 // the file audit log answers to the plugin's api client (the version in this
 // module's go.mod), for the calls the plugin uses or may use.
 func TestRealTeleportAPIAnswers(t *testing.T) {
-	rt := startRealauthd(t, realauthdOptions{Events: 700, Days: 2, Sessions: 1})
+	rt := realauth.Start(t, realauth.Options{Events: 700, Days: 2, Sessions: 1})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	clt, err := client.New(ctx, client.Config{
-		Addrs:       []string{rt.Addr},
-		Credentials: []client.Credentials{client.LoadIdentityFile(rt.Identity)},
-		DialTimeout: 10 * time.Second,
-	})
-	require.NoError(t, err)
-	defer clt.Close()
+	clt := rt.Client(t)
 
 	ping, err := clt.Ping(ctx)
 	require.NoError(t, err)
@@ -251,7 +232,7 @@ func TestRealTeleportAPIAnswers(t *testing.T) {
 			require.False(t, ev.GetTime().AsTime().Before(got[i-1].GetTime().AsTime()), "ascending at %d", i)
 		}
 	}
-	for _, e := range want.list {
+	for _, e := range want.List {
 		assert.Equal(t, 1, seen[e.UID], "event %s once", e.UID)
 	}
 	t.Logf("SearchUnstructuredEvents: %d events in %d pages of at most 100", len(got), pages)
@@ -312,261 +293,6 @@ recv:
 
 // ---- helpers --------------------------------------------------------------
 
-type realauthdOptions struct {
-	Events, Days, Sessions int
-}
-
-// realauthd is a running tests/realteleport server.
-type realauthd struct {
-	Addr, Identity, Cluster string
-	Sessions                []string
-	First                   time.Time // the earliest seeded event
-	DataDir                 string
-
-	manifestPath string
-	db           string
-	cmd          *exec.Cmd
-	stdin        io.WriteCloser
-	lines        chan string
-	stderr       *flbhost.SyncBuffer
-	exited       chan struct{}
-	mu           sync.Mutex
-}
-
-var (
-	realauthdOnce sync.Once
-	realauthdPath string
-	realauthdErr  error
-)
-
-// realauthdBinary builds tests/realteleport once per test process into
-// build/realauthd at the repository root. `go build` leaves an up-to-date
-// binary alone, so later runs cost about a second.
-func realauthdBinary(t *testing.T) string {
-	t.Helper()
-	realauthdOnce.Do(func() {
-		root, err := testenv.RepoRoot()
-		if err != nil {
-			realauthdErr = err
-			return
-		}
-		goBin, err := exec.LookPath("go")
-		if err != nil {
-			realauthdErr = fmt.Errorf("the real-Teleport tests build tests/realteleport and need the go command in PATH: %w", err)
-			return
-		}
-		realauthdPath = filepath.Join(root, "build", "realauthd")
-		// Its own module and its committed go.sum, whatever GOFLAGS says;
-		// no VCS stamp (the checkout may not be a usable git repository).
-		cmd := exec.Command(goBin, "build", "-mod=readonly", "-buildvcs=false", "-o", realauthdPath, ".")
-		cmd.Dir = filepath.Join(root, "tests", "realteleport")
-		cmd.Env = append(os.Environ(), "GOWORK=off")
-		begin := time.Now()
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			realauthdErr = fmt.Errorf("building realauthd (cd tests/realteleport && go build) failed after %v: %v\n%s\n"+
-				"A cold build needs the Go module proxy (180 modules, 283 MB), about 2.3 GB of RAM and 5-7 minutes on 2 cores.",
-				time.Since(begin).Round(time.Second), err, out)
-			return
-		}
-		t.Logf("built %s in %v", realauthdPath, time.Since(begin).Round(100*time.Millisecond))
-	})
-	if realauthdErr != nil {
-		t.Fatal(realauthdErr)
-	}
-	return realauthdPath
-}
-
-// startRealauthd starts a realauthd, stopped when the test ends.
-func startRealauthd(t *testing.T, o realauthdOptions) *realauthd {
-	t.Helper()
-	bin := realauthdBinary(t)
-	dir := t.TempDir()
-	rt := &realauthd{
-		manifestPath: filepath.Join(dir, "manifest.tsv"),
-		DataDir:      filepath.Join(dir, "data"),
-		db:           filepath.Join(dir, "db"),
-		lines:        make(chan string, 16),
-		stderr:       &flbhost.SyncBuffer{},
-		exited:       make(chan struct{}),
-	}
-	rt.cmd = exec.Command(bin,
-		"-identity", filepath.Join(dir, "identity"), "-manifest", rt.manifestPath, "-data", rt.DataDir,
-		"-events", strconv.Itoa(o.Events), "-days", strconv.Itoa(o.Days), "-sessions", strconv.Itoa(o.Sessions))
-	rt.cmd.Stderr = rt.stderr
-	var err error
-	rt.stdin, err = rt.cmd.StdinPipe()
-	require.NoError(t, err)
-	stdout, err := rt.cmd.StdoutPipe()
-	require.NoError(t, err)
-	require.NoError(t, rt.cmd.Start(), "starting %s", bin)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			rt.lines <- sc.Text()
-		}
-		close(rt.lines)
-	}()
-	go func() {
-		rt.cmd.Wait()
-		close(rt.exited)
-	}()
-	t.Cleanup(func() { rt.stop(t) })
-
-	line := rt.next(t, 60*time.Second)
-	fields, ok := parseReady(line)
-	require.True(t, ok, "realauthd's first line is not a ready line: %q\nstderr:\n%s", line, rt.stderr.String())
-	rt.Addr, rt.Identity, rt.Cluster = fields["addr"], fields["identity"], fields["cluster"]
-	if s := fields["sessions"]; s != "" {
-		rt.Sessions = strings.Split(s, ",")
-	}
-	require.Len(t, rt.Sessions, o.Sessions, line)
-	require.Equal(t, strconv.Itoa(o.Events), fields["events"], line)
-	if o.Events > 0 {
-		rt.First, err = time.Parse(time.RFC3339, fields["first"])
-		require.NoError(t, err, line)
-	}
-	require.True(t, strings.HasPrefix(rt.Addr, "127.0.0.1:"), "loopback only: %s", rt.Addr)
-	return rt
-}
-
-func parseReady(line string) (map[string]string, bool) {
-	rest, ok := strings.CutPrefix(line, "ready ")
-	if !ok {
-		return nil, false
-	}
-	m := map[string]string{}
-	for _, f := range strings.Fields(rest) {
-		k, v, _ := strings.Cut(f, "=")
-		m[k] = v
-	}
-	for _, k := range []string{"addr", "identity", "cluster", "events", "sessions", "first"} {
-		if _, ok := m[k]; !ok {
-			return nil, false
-		}
-	}
-	return m, true
-}
-
-// next returns realauthd's next stdout line.
-func (rt *realauthd) next(t *testing.T, timeout time.Duration) string {
-	t.Helper()
-	select {
-	case line, ok := <-rt.lines:
-		if !ok {
-			<-rt.exited
-			t.Fatalf("realauthd exited (%v); stderr:\n%s", rt.cmd.ProcessState, rt.stderr.String())
-		}
-		return line
-	case <-time.After(timeout):
-		t.Fatalf("no answer from realauthd within %v; stderr:\n%s", timeout, rt.stderr.String())
-	}
-	return ""
-}
-
-// Emit makes the server write n events timed now and returns them.
-func (rt *realauthd) Emit(t *testing.T, n int) manifest {
-	t.Helper()
-	rt.mu.Lock()
-	defer rt.mu.Unlock()
-	before := len(rt.Manifest(t).list)
-	_, err := fmt.Fprintf(rt.stdin, "emit %d\n", n)
-	require.NoError(t, err)
-	line := rt.next(t, 30*time.Second)
-	prefix := fmt.Sprintf("ok emitted %d last=", n)
-	require.True(t, strings.HasPrefix(line, prefix), "answer to emit: %q", line)
-	all := rt.Manifest(t)
-	require.Len(t, all.list, before+n)
-	out := manifest{byUID: map[string]manifestEvent{}}
-	for _, e := range all.list[before:] {
-		out.add(e)
-	}
-	require.Equal(t, strings.TrimPrefix(line, prefix), out.list[n-1].UID)
-	return out
-}
-
-// stop sends quit and waits for a clean exit (kills after 10 seconds).
-func (rt *realauthd) stop(t *testing.T) {
-	rt.mu.Lock()
-	defer rt.mu.Unlock()
-	_, _ = io.WriteString(rt.stdin, "quit\n")
-	select {
-	case <-rt.exited:
-		if code := rt.cmd.ProcessState.ExitCode(); code != 0 {
-			t.Errorf("realauthd exited with %d; stderr:\n%s", code, rt.stderr.String())
-		}
-	case <-time.After(10 * time.Second):
-		_ = rt.cmd.Process.Kill()
-		<-rt.exited
-		t.Errorf("realauthd did not quit within 10s; killed")
-	}
-}
-
-// props are the plugin settings reading rt from a minute before its first
-// event into a fresh db.
-func (rt *realauthd) props(t *testing.T, kv ...string) map[string]string {
-	t.Helper()
-	p := map[string]string{
-		"addr": rt.Addr, "identity_file": rt.Identity, "db": rt.db,
-		"start_time":    rt.First.Add(-time.Minute).UTC().Format(time.RFC3339),
-		"poll_interval": "100ms", "dial_timeout": "10s",
-	}
-	for i := 0; i+1 < len(kv); i += 2 {
-		p[kv[i]] = kv[i+1]
-	}
-	return p
-}
-
-type manifestEvent struct {
-	UID, Type, SID string
-	Time           time.Time
-}
-
-// manifest lists the events realauthd emitted (seeded, recorded sessions'
-// audit events, emitted on command), in the order it wrote them.
-type manifest struct {
-	list  []manifestEvent
-	byUID map[string]manifestEvent
-}
-
-func (m *manifest) add(e manifestEvent) {
-	m.list = append(m.list, e)
-	m.byUID[e.UID] = e
-}
-
-// sessionEnd is the time of the session.end of session sid.
-func (m manifest) sessionEnd(t *testing.T, sid string) time.Time {
-	t.Helper()
-	for _, e := range m.list {
-		if e.SID == sid && e.Type == "session.end" {
-			return e.Time
-		}
-	}
-	t.Fatalf("realauthd wrote no session.end for session %s", sid)
-	return time.Time{}
-}
-
-// Manifest reads the events realauthd has written so far.
-func (rt *realauthd) Manifest(t *testing.T) manifest {
-	t.Helper()
-	b, err := os.ReadFile(rt.manifestPath)
-	require.NoError(t, err)
-	m := manifest{byUID: map[string]manifestEvent{}}
-	for _, line := range strings.Split(string(b), "\n") {
-		if line == "" {
-			continue
-		}
-		f := strings.Split(line, "\t")
-		require.Len(t, f, 4, "manifest line %q", line)
-		ts, err := time.Parse(time.RFC3339Nano, f[2])
-		require.NoError(t, err)
-		_, dup := m.byUID[f[0]]
-		require.False(t, dup, "realauthd wrote uid %s twice", f[0])
-		m.add(manifestEvent{UID: f[0], Type: f[1], Time: ts, SID: f[3]})
-	}
-	return m
-}
-
 func uidOf(r flbhost.Record) string {
 	s, _ := r.Body["uid"].(string)
 	return s
@@ -583,10 +309,10 @@ func containsUID(recs []flbhost.Record, uid string) bool {
 
 // collectUntilUIDs runs collect callbacks until every event of want is among
 // the host's records, and returns the records.
-func collectUntilUIDs(t *testing.T, h *flbhost.Host, idx int, timeout time.Duration, want manifest) []flbhost.Record {
+func collectUntilUIDs(t *testing.T, h *flbhost.Host, idx int, timeout time.Duration, want realauth.Manifest) []flbhost.Record {
 	t.Helper()
 	var recs []flbhost.Record
-	missing := len(want.list)
+	missing := len(want.List)
 	deadline := time.Now().Add(timeout)
 	for {
 		_, err := h.Collect(idx, 1)
@@ -597,7 +323,7 @@ func collectUntilUIDs(t *testing.T, h *flbhost.Host, idx int, timeout time.Durat
 			have[uidOf(r)] = true
 		}
 		missing = 0
-		for _, e := range want.list {
+		for _, e := range want.List {
 			if !have[e.UID] {
 				missing++
 			}
@@ -606,7 +332,7 @@ func collectUntilUIDs(t *testing.T, h *flbhost.Host, idx int, timeout time.Durat
 			return recs
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("after %v, %d of %d events still missing (%d records); plugin log:\n%s", timeout, missing, len(want.list), len(recs), h.Log())
+			t.Fatalf("after %v, %d of %d events still missing (%d records); plugin log:\n%s", timeout, missing, len(want.List), len(recs), h.Log())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -625,7 +351,7 @@ func collectFor(t *testing.T, h *flbhost.Host, idx int, d time.Duration) []flbho
 
 // checkExactlyOnceInOrder: no uid twice, times never go back, and each event
 // of want is there once with its time (nanoseconds kept) and type.
-func checkExactlyOnceInOrder(t *testing.T, recs []flbhost.Record, want manifest) {
+func checkExactlyOnceInOrder(t *testing.T, recs []flbhost.Record, want realauth.Manifest) {
 	t.Helper()
 	count := map[string]int{}
 	var backwards []string
@@ -637,7 +363,7 @@ func checkExactlyOnceInOrder(t *testing.T, recs []flbhost.Record, want manifest)
 			backwards = append(backwards, fmt.Sprintf("record %d (%s at %s) after record %d (%s at %s)",
 				i, uid, r.Time.Format(time.RFC3339Nano), i-1, uidOf(recs[i-1]), recs[i-1].Time.Format(time.RFC3339Nano)))
 		}
-		if e, ok := want.byUID[uid]; ok && count[uid] == 1 {
+		if e, ok := want.ByUID[uid]; ok && count[uid] == 1 {
 			assert.True(t, e.Time.Equal(r.Time), "record time of %s: %v, written %v", uid, r.Time, e.Time)
 			assert.Equal(t, e.Type, r.Body["event"], uid)
 		}
@@ -651,7 +377,7 @@ func checkExactlyOnceInOrder(t *testing.T, recs []flbhost.Record, want manifest)
 	sort.Strings(dups)
 	assert.Empty(t, dups, "uids delivered more than once")
 	assert.Empty(t, backwards, "record times go back")
-	for _, e := range want.list {
+	for _, e := range want.List {
 		if count[e.UID] == 0 {
 			t.Errorf("event %s (%s at %v) is missing", e.UID, e.Type, e.Time)
 		}
