@@ -10,24 +10,33 @@ import (
 // Bits do not retry in step against one Auth Service.
 type Backoff struct {
 	Min, Max time.Duration
-	cur      time.Duration
+	failures int
 }
 
 // Next returns the delay before the next attempt.
 func (b *Backoff) Next() time.Duration {
-	switch {
-	case b.cur == 0:
-		b.cur = b.Min
-	case b.cur < b.Max:
-		b.cur = min(b.cur*2, b.Max)
+	b.failures++
+	return b.Delay(b.failures)
+}
+
+// Delay is the delay after the nth failure in a row (n ≥ 1): Min doubled
+// n-1 times, at most Max, ±20% jitter. Callers that keep the count
+// themselves (a recording's saved attempts) use it directly.
+func (b Backoff) Delay(n int) time.Duration {
+	d := b.Min
+	for i := 1; i < n && d < b.Max; i++ {
+		d *= 2
 	}
-	// ±20% jitter
-	j := time.Duration(rand.Int64N(int64(b.cur)/5*2+1)) - b.cur/5
-	return b.cur + j
+	d = min(d, b.Max)
+	if d <= 0 {
+		return 0
+	}
+	j := time.Duration(rand.Int64N(int64(d)/5*2+1)) - d/5
+	return d + j
 }
 
 // Reset starts over after a success.
-func (b *Backoff) Reset() { b.cur = 0 }
+func (b *Backoff) Reset() { b.failures = 0 }
 
 // Sleep waits d or until ctx ends.
 func Sleep(ctx context.Context, d time.Duration) error {

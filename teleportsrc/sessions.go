@@ -67,7 +67,8 @@ type SessionConfig struct {
 	// session.upload event is given up.
 	GiveUpAfter time.Duration
 	// RetryMin and RetryMax bound the delay before asking again for a
-	// recording that is not there yet or that failed.
+	// recording that is not there yet or that failed (the same jittered
+	// Backoff as reconnects, counted per recording).
 	RetryMin, RetryMax time.Duration
 	// Keep is how long finished recordings are remembered.
 	Keep time.Duration
@@ -311,11 +312,12 @@ func (m *Sessions) finish(ctx context.Context, sink Sink, p *SessionPosition, er
 		m.stats.GivenUp++
 	default:
 		st.Attempts++
-		retryIn = min(m.cfg.RetryMin<<min(st.Attempts-1, 16), m.cfg.RetryMax)
+		retryIn = Backoff{Min: m.cfg.RetryMin, Max: m.cfg.RetryMax}.Delay(st.Attempts)
 		m.due[p.SID] = m.now().Add(retryIn)
 	}
 	out := *st
 	m.mu.Unlock()
+	retryIn = retryIn.Round(100 * time.Millisecond) // for the log lines
 
 	switch {
 	case err == nil:
