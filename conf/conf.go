@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -486,21 +485,6 @@ func parseTypes(v string) ([]string, error) {
 		}
 	}
 	return out, nil
-}
-
-// IdentityPermissionWarning says whether a credential file is open to every
-// user of the machine ("others"), which exposes the cluster's trust. Group
-// access is left alone: Kubernetes mounts Secrets for a non-root pod
-// through its fsGroup.
-func IdentityPermissionWarning(path string) string {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return ""
-	}
-	if mode := fi.Mode().Perm(); mode&0o007 != 0 {
-		return fmt.Sprintf("credential file %s is readable by other users (mode %04o): run `chmod 600 %s`", path, mode, path)
-	}
-	return ""
 }
 
 func sorted(s []string) []string {

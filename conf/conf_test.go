@@ -220,16 +220,6 @@ func TestSummaryNamesCredentialFilesNotTheirContents(t *testing.T) {
 	assert.NotContains(t, s, "PRIVATE KEY")
 }
 
-func TestIdentityPermissionWarning(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "identity")
-	require.NoError(t, os.WriteFile(p, []byte("x"), 0o600))
-	assert.Empty(t, IdentityPermissionWarning(p))
-	require.NoError(t, os.Chmod(p, 0o440))
-	assert.Empty(t, IdentityPermissionWarning(p), "group access (Kubernetes fsGroup) is fine")
-	require.NoError(t, os.Chmod(p, 0o644))
-	assert.Contains(t, IdentityPermissionWarning(p), "chmod 600 "+p)
-	assert.Empty(t, IdentityPermissionWarning(filepath.Join(t.TempDir(), "missing")))
-}
 
 func TestParseElectionSettings(t *testing.T) {
 	c, err := Parse(base())

@@ -244,7 +244,7 @@ func TestWarnsOnceBeforeTheIdentityExpires(t *testing.T) {
 	x, l := f.start(t, nil, "status_interval", "0")
 	warning := "warn identity file " + f.identity + " expires at " + expiry.UTC().Format(time.RFC3339) + " (in 10m0s) and has not been renewed"
 	require.Eventually(t, func() bool { return l.has(warning) }, 5*time.Second, 5*time.Millisecond)
-	require.NoError(t, x.loadCredentials(teleportsrc.NewCredentials(x.cfg))) // as the 5 s check does
+	require.NoError(t, x.loadCredentials(teleportsrc.NewCredentials(credentialFiles(x.cfg)))) // as the 5 s check does
 	assert.Equal(t, 1, l.count(warning), "once")
 }
 

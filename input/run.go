@@ -58,7 +58,7 @@ func (r *readers) mode() string {
 }
 
 func (x *Instance) run(ctx context.Context) {
-	creds := teleportsrc.NewCredentials(x.cfg)
+	creds := teleportsrc.NewCredentials(credentialFiles(x.cfg))
 	retry := teleportsrc.Backoff{Min: retryMin, Max: retryMax}
 	for ctx.Err() == nil {
 		if x.waitRunning(ctx) != nil {
@@ -221,6 +221,11 @@ func (x *Instance) pruneIndex(r *readers) {
 	if n > 0 {
 		x.log.Debugf("trimmed %d entries of the delivered-event index (dates before %s)", n, before)
 	}
+}
+
+// credentialFiles are the credentials the settings name.
+func credentialFiles(c conf.Config) teleportsrc.CredentialFiles {
+	return teleportsrc.CredentialFiles{Identity: c.IdentityFile, Cert: c.CertFile, Key: c.KeyFile, CA: c.CAFile}
 }
 
 // loadCredentials (re)reads the credential files if they changed.

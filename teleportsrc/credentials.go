@@ -19,8 +19,6 @@ import (
 	apissh "github.com/gravitational/teleport/api/ssh"
 	"github.com/gravitational/trace"
 	"golang.org/x/net/http2"
-
-	"github.com/fluent-bit-teleport/fluent-bit-teleport/conf"
 )
 
 // reloadable is a client.Credentials that can re-read its files. New TLS
@@ -31,8 +29,15 @@ type reloadable interface {
 	Reload() error
 }
 
-// Credentials loads the credentials named by the settings and reloads them
-// when their files change on disk (tbot renews identities every few minutes).
+// CredentialFiles name the credentials: an identity file, or a certificate,
+// its key and the cluster's CA.
+type CredentialFiles struct {
+	Identity      string
+	Cert, Key, CA string
+}
+
+// Credentials loads the credentials in its files and reloads them when the
+// files change on disk (tbot renews identities every few minutes).
 type Credentials struct {
 	creds  reloadable
 	files  []string
@@ -47,19 +52,19 @@ type stamp struct {
 	ino  uint64
 }
 
-// NewCredentials prepares the credentials of c; nothing is read yet.
-func NewCredentials(c conf.Config) *Credentials {
-	if c.IdentityFile != "" {
+// NewCredentials prepares the credentials in f; nothing is read yet.
+func NewCredentials(f CredentialFiles) *Credentials {
+	if f.Identity != "" {
 		return &Credentials{
-			creds: &client.DynamicIdentityFileCreds{Path: c.IdentityFile},
-			files: []string{c.IdentityFile},
-			what:  "identity file " + c.IdentityFile,
+			creds: &client.DynamicIdentityFileCreds{Path: f.Identity},
+			files: []string{f.Identity},
+			what:  "identity file " + f.Identity,
 		}
 	}
 	return &Credentials{
-		creds: &keyPair{certFile: c.CertFile, keyFile: c.KeyFile, caFile: c.CAFile},
-		files: []string{c.CertFile, c.KeyFile, c.CAFile},
-		what:  "cert_file " + c.CertFile,
+		creds: &keyPair{certFile: f.Cert, keyFile: f.Key, caFile: f.CA},
+		files: []string{f.Cert, f.Key, f.CA},
+		what:  "cert_file " + f.Cert,
 	}
 }
 
@@ -99,7 +104,7 @@ func (c *Credentials) Load() (loaded bool, warning string, err error) {
 	c.stamps, c.loaded = stamps, true
 	var warnings []string
 	for _, f := range c.files {
-		if w := conf.IdentityPermissionWarning(f); w != "" {
+		if w := permissionWarning(f); w != "" {
 			warnings = append(warnings, w)
 		}
 	}
@@ -145,6 +150,21 @@ func (c *Credentials) parseError(err error) error {
 		return fmt.Errorf("%s is not a Teleport identity file (no SSH certificate, TLS certificate and key in it): write one with `tctl auth sign --format=file --user=<user> --out=%s`, or point a tbot identity output at it", c.what, c.files[0])
 	}
 	return fmt.Errorf("cannot load %s: %v: it must be PEM files from `tctl auth sign --format=tls` (cert_file, key_file) and the cluster's CA (ca_file)", c.what, trace.UserMessage(err))
+}
+
+// permissionWarning says whether a credential file is open to every user of
+// the machine ("others"), which exposes the cluster's trust. Group access is
+// left alone: Kubernetes mounts Secrets for a non-root pod through its
+// fsGroup.
+func permissionWarning(path string) string {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return ""
+	}
+	if mode := fi.Mode().Perm(); mode&0o007 != 0 {
+		return fmt.Sprintf("credential file %s is readable by other users (mode %04o): run `chmod 600 %s`", path, mode, path)
+	}
+	return ""
 }
 
 func statStamp(fi os.FileInfo) stamp {

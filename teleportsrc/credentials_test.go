@@ -7,8 +7,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/fluent-bit-teleport/fluent-bit-teleport/conf"
 )
 
 // A file that is not an identity file at all (a wrong path, a PEM file, a
@@ -23,7 +21,7 @@ func TestGarbageIdentityFileSaysWhatWritesOne(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			p := filepath.Join(t.TempDir(), "identity")
 			require.NoError(t, os.WriteFile(p, []byte(content), 0o600))
-			_, _, err := NewCredentials(conf.Config{IdentityFile: p}).Load()
+			_, _, err := NewCredentials(CredentialFiles{Identity: p}).Load()
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), p+" is not a Teleport identity file")
 			assert.Contains(t, err.Error(), "tctl auth sign --format=file")

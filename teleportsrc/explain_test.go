@@ -12,7 +12,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/fluent-bit-teleport/fluent-bit-teleport/conf"
 	"github.com/fluent-bit-teleport/fluent-bit-teleport/tests/teleportfake"
 )
 
@@ -25,7 +24,7 @@ func TestExplainRealClientErrors(t *testing.T) {
 	dial := func(o teleportfake.IdentityOptions, addr string) (Client, error) {
 		p := filepath.Join(t.TempDir(), "identity")
 		require.NoError(t, srv.WriteIdentityFile(p, o))
-		c := NewCredentials(conf.Config{IdentityFile: p})
+		c := NewCredentials(CredentialFiles{Identity: p})
 		_, _, err := c.Load()
 		require.NoError(t, err)
 		return Dial(context.Background(), addr, c, 2*time.Second)

@@ -151,7 +151,7 @@ func apiPages(clt *client.Client) pageFunc {
 // wirePages pages through the plugin's own client (teleportsrc), which
 // reads pages as raw protobuf.
 func wirePages(b testing.TB, rt *realauth.Server) pageFunc {
-	creds := teleportsrc.NewCredentials(conf.Config{IdentityFile: rt.Identity})
+	creds := teleportsrc.NewCredentials(teleportsrc.CredentialFiles{Identity: rt.Identity})
 	_, _, err := creds.Load()
 	require.NoError(b, err)
 	clt, err := teleportsrc.Dial(context.Background(), rt.Addr, creds, 10*time.Second)
