@@ -3,17 +3,12 @@ package input
 import (
 	"errors"
 	"fmt"
-	"time"
 )
-
-// blockedRetry is how often a fault that retrying cannot heal is checked
-// again (a variable so tests check often).
-var blockedRetry = 5 * time.Minute
 
 // blockedError is a fault that retrying cannot heal, only the operator
 // (another cluster than the saved position's, bulk export asked of a
 // cluster without it). Its message says what to do; it is logged once and
-// checked again every blockedRetry, not logged and counted every 30 s.
+// checked again every Timing.BlockedRetry, not logged and counted every 30 s.
 type blockedError struct{ msg string }
 
 func (e blockedError) Error() string { return e.msg }
@@ -35,9 +30,9 @@ func (x *Instance) handleBlocked(err error) bool {
 		x.blockedMsg = b.msg
 		x.stats.Blocked.Store(true)
 		x.stats.Errors.Add(1)
-		x.log.Errorf("%s (the export waits for this; checking again every %s)", b.msg, blockedRetry)
+		x.log.Errorf("%s (the export waits for this; checking again every %s)", b.msg, x.timing.BlockedRetry)
 	} else {
-		x.log.Debugf("still blocked by the fault logged before; checking again in %s", blockedRetry)
+		x.log.Debugf("still blocked by the fault logged before; checking again in %s", x.timing.BlockedRetry)
 	}
 	return true
 }

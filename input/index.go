@@ -9,8 +9,8 @@ import (
 )
 
 // indexBudget is how many uid hashes the index keeps in memory (16 bytes
-// each: 16 MiB); a variable so tests can make it small.
-var indexBudget = 1 << 20
+// each: 16 MiB); tests set index.budget.
+const indexBudget = 1 << 20
 
 // index answers from the delivered-event index in the db. It loads an
 // hour's entries the first time it is asked about that hour, as sorted

@@ -35,17 +35,56 @@ type Options struct {
 	// Dial and Now default to the real Teleport client and clock.
 	Dial teleportsrc.Dialer
 	Now  func() time.Time
+	// Timing changes delays that are not settings (tests shorten them).
+	Timing Timing
 }
 
-// Retry delays: capped exponential backoff (variables so tests run fast).
-var (
-	retryMin = time.Second
-	retryMax = 30 * time.Second
+// Timing holds the delays that are not settings. A zero field keeps its
+// default; the readers' own delays default in teleportsrc.
+type Timing struct {
+	// RetryMin and RetryMax bound the backoff between connections.
+	RetryMin, RetryMax time.Duration
+	// PruneEvery is how often the delivered-event index is trimmed.
+	PruneEvery time.Duration
+	// BlockedRetry is how often a fault that retrying cannot heal (see
+	// blockedError) is checked again.
+	BlockedRetry time.Duration
+	// BulkPollMin: chunk lists are read again at most this often.
+	BulkPollMin time.Duration
+	// SessionRetryMin and SessionRetryMax bound the delay before a
+	// recording is asked for again.
+	SessionRetryMin, SessionRetryMax time.Duration
+}
+
+// Defaults of Timing.
+const (
+	retryMin     = time.Second
+	retryMax     = 30 * time.Second
+	pruneEvery   = 10 * time.Minute
+	blockedRetry = 5 * time.Minute
 )
+
+func (t Timing) withDefaults() Timing {
+	if t.RetryMin <= 0 {
+		t.RetryMin = retryMin
+	}
+	if t.RetryMax <= 0 {
+		t.RetryMax = retryMax
+	}
+	t.RetryMax = max(t.RetryMax, t.RetryMin)
+	if t.PruneEvery <= 0 {
+		t.PruneEvery = pruneEvery
+	}
+	if t.BlockedRetry <= 0 {
+		t.BlockedRetry = blockedRetry
+	}
+	return t
+}
 
 // Instance is one running teleport input.
 type Instance struct {
 	cfg     conf.Config
+	timing  Timing
 	name    string
 	log     Logger
 	dial    teleportsrc.Dialer
@@ -113,7 +152,7 @@ func New(o Options) (*Instance, error) {
 		return nil, err
 	}
 	x := &Instance{
-		cfg: o.Config, name: o.Name, log: o.Log, dial: o.Dial, now: o.Now,
+		cfg: o.Config, timing: o.Timing.withDefaults(), name: o.Name, log: o.Log, dial: o.Dial, now: o.Now,
 		store:    store,
 		lead:     lead,
 		audit:    emit.NewQueue(o.Config.BatchMaxRecords, o.Config.BatchMaxBytes),

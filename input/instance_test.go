@@ -21,11 +21,9 @@ import (
 	"github.com/fluent-bit-teleport/fluent-bit-teleport/tests/teleportfake"
 )
 
-func init() {
-	retryMin, retryMax = 10*time.Millisecond, 50*time.Millisecond
-	pruneEvery = 5 * time.Millisecond // trimming runs all along the tests
-	blockedRetry = 20 * time.Millisecond
-}
+// fast keeps the tests quick; trimming runs all along them.
+var fast = Timing{RetryMin: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond, PruneEvery: 5 * time.Millisecond,
+	BlockedRetry: 20 * time.Millisecond}
 
 type lines struct {
 	mu sync.Mutex
@@ -90,7 +88,7 @@ func (f *fixture) startLogging(t *testing.T, dial teleportsrc.Dialer, l Logger, 
 			return f.log, nil
 		}
 	}
-	x, err := New(Options{Config: cfg, Name: "teleport.0", Log: l, Dial: dial, Now: func() time.Time { return f.now }})
+	x, err := New(Options{Config: cfg, Name: "teleport.0", Log: l, Dial: dial, Now: func() time.Time { return f.now }, Timing: fast})
 	require.NoError(t, err)
 	x.Start()
 	t.Cleanup(func() { x.Stop(time.Second) })

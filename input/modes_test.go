@@ -251,9 +251,9 @@ func TestBulkFailuresBackOff(t *testing.T) {
 	require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(dials) >= n }, 10*time.Second, time.Millisecond)
 	mu.Lock()
 	defer mu.Unlock()
-	// Delays of retryMin, 2×, 4×, then retryMax (±20%): from the fifth dial
-	// on, dials are at least 0.8×retryMax apart.
+	// Delays of RetryMin, 2×, 4×, then RetryMax (±20%): from the fifth dial
+	// on, dials are at least 0.8×RetryMax apart.
 	for i := 5; i < n; i++ {
-		assert.GreaterOrEqual(t, dials[i].Sub(dials[i-1]), retryMax*8/10, "dial %d", i+1)
+		assert.GreaterOrEqual(t, dials[i].Sub(dials[i-1]), fast.RetryMax*8/10, "dial %d", i+1)
 	}
 }

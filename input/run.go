@@ -15,16 +15,8 @@ import (
 
 const (
 	credentialCheck = 5 * time.Second  // how often identity files are checked for renewal
-	bulkRevisit     = 2                // dates behind today re-listed for late chunks
-	bulkPollMin     = 15 * time.Second // chunk lists are re-read at most this often
-	sessionGiveUp   = 48 * time.Hour
-	sessionKeep     = 72 * time.Hour
 	expiryWarning   = 15 * time.Minute // an identity this close to expiry is not being renewed
 )
-
-// pruneEvery is how often the delivered-event index is trimmed (a variable
-// so tests can trim often).
-var pruneEvery = 10 * time.Minute
 
 // readers is what the instance built once it knew the cluster: they outlive
 // connections, so a reconnect resumes where they stood.
@@ -59,7 +51,7 @@ func (r *readers) mode() string {
 
 func (x *Instance) run(ctx context.Context) {
 	creds := teleportsrc.NewCredentials(credentialFiles(x.cfg))
-	retry := teleportsrc.Backoff{Min: retryMin, Max: retryMax}
+	retry := teleportsrc.Backoff{Min: x.timing.RetryMin, Max: x.timing.RetryMax}
 	for ctx.Err() == nil {
 		if x.waitRunning(ctx) != nil {
 			return
@@ -70,7 +62,7 @@ func (x *Instance) run(ctx context.Context) {
 			return
 		}
 		if x.handleBlocked(err) {
-			if teleportsrc.Sleep(ctx, blockedRetry) != nil {
+			if teleportsrc.Sleep(ctx, x.timing.BlockedRetry) != nil {
 				return
 			}
 			continue
@@ -154,7 +146,7 @@ func (x *Instance) readAudit(ctx context.Context, clt teleportsrc.Client, r *rea
 		out.moved = &moved
 		began := time.Now()
 		err := r.bulk.Run(ctx, clt, out)
-		if moved.Load() || time.Since(began) >= retryMax {
+		if moved.Load() || time.Since(began) >= x.timing.RetryMax {
 			retry.Reset()
 		}
 		return err
@@ -182,7 +174,7 @@ func (x *Instance) readAudit(ctx context.Context, clt teleportsrc.Client, r *rea
 func (x *Instance) housekeeping(ctx context.Context, creds *teleportsrc.Credentials, r *readers) {
 	check := time.NewTicker(credentialCheck)
 	defer check.Stop()
-	prune := time.NewTicker(pruneEvery)
+	prune := time.NewTicker(x.timing.PruneEvery)
 	defer prune.Stop()
 	for {
 		select {
@@ -292,7 +284,7 @@ func (x *Instance) prepare(ctx context.Context, clt teleportsrc.Client, cluster 
 	if x.cfg.Sessions {
 		r.sessions = teleportsrc.NewSessions(teleportsrc.SessionConfig{
 			Concurrency: x.cfg.SessionConcurrency, Skip: x.cfg.SkipSessionTypes,
-			GiveUpAfter: sessionGiveUp, RetryMin: time.Minute, RetryMax: 15 * time.Minute, Keep: sessionKeep,
+			RetryMin: x.timing.SessionRetryMin, RetryMax: x.timing.SessionRetryMax,
 			Save: func(p teleportsrc.SessionPosition) error { return sp.Commit([]cursor.Mark{p}, nil) },
 			Logf: x.log.Infof,
 		}, st.sessions, x.now)
@@ -317,7 +309,7 @@ func (x *Instance) prepare(ctx context.Context, clt teleportsrc.Client, cluster 
 		}
 		r.bulk = teleportsrc.NewBulk(teleportsrc.BulkConfig{
 			Start: start, StartTail: startTail, Concurrency: x.cfg.ExportConcurrency, Types: x.cfg.Types, Skip: x.cfg.SkipEventTypes,
-			Revisit: bulkRevisit, Poll: max(bulkPollMin, x.cfg.PollInterval),
+			Poll: x.cfg.PollInterval, PollMin: x.timing.BulkPollMin,
 			After: after, Settle: x.cfg.SettlePeriod, Index: idx, Watch: watch, Logf: x.log.Infof,
 		}, bulkState, x.now)
 	}

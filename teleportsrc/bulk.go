@@ -153,10 +153,12 @@ type BulkConfig struct {
 	Concurrency int
 	Types, Skip []string
 	// Revisit is how many dates behind today keep being listed for chunks
-	// that appear late.
+	// that appear late (bulkRevisit if zero).
 	Revisit int
-	// Poll is how often chunk lists are read again once all are exported.
-	Poll time.Duration
+	// Poll is how often chunk lists are read again once all are exported;
+	// never more often than PollMin (bulkPollMin if zero): each listing
+	// reads every open date.
+	Poll, PollMin time.Duration
 	// After, when switching from search, is where the search stopped:
 	// events before it were handed over, except late ones; those recent
 	// enough (Settle) are checked against Index instead.
@@ -165,6 +167,34 @@ type BulkConfig struct {
 	Index  Index
 	Watch  func(*Event)
 	Logf   func(format string, args ...any)
+}
+
+// What a BulkConfig left zero gets.
+const (
+	bulkRevisit = 2                // dates behind today listed again for late chunks
+	bulkPollMin = 15 * time.Second // chunk lists are read again at most this often
+)
+
+// withDefaults fills what is unset or out of range: a zero Poll would list
+// chunks in a busy loop.
+func (c BulkConfig) withDefaults() BulkConfig {
+	if c.Concurrency < 1 {
+		c.Concurrency = 1
+	}
+	if c.Revisit <= 0 {
+		c.Revisit = bulkRevisit
+	}
+	if c.PollMin <= 0 {
+		c.PollMin = bulkPollMin
+	}
+	c.Poll = max(c.Poll, c.PollMin)
+	if c.Settle < 0 {
+		c.Settle = 0
+	}
+	if c.Logf == nil {
+		c.Logf = func(string, ...any) {}
+	}
+	return c
 }
 
 // Bulk exports the audit log by UTC date and chunk (GetEventExportChunks,
@@ -185,12 +215,7 @@ func (b *Bulk) CaughtUp() bool { return b.caughtUp.Load() }
 
 // NewBulk resumes from the saved state.
 func NewBulk(cfg BulkConfig, state BulkState, now func() time.Time) *Bulk {
-	if cfg.Concurrency < 1 {
-		cfg.Concurrency = 1
-	}
-	if cfg.Logf == nil {
-		cfg.Logf = func(string, ...any) {}
-	}
+	cfg = cfg.withDefaults()
 	if state.DoneDates == nil {
 		state = BulkState{DoneDates: map[string]bool{}, Chunks: map[string]map[string]ChunkPosition{}}
 	}

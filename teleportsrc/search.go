@@ -102,8 +102,8 @@ func mayRescan(sec int64, now time.Time, settle time.Duration) bool {
 
 // SearchConfig tunes the search reader.
 type SearchConfig struct {
-	Window   time.Duration
-	PageSize int
+	Window   time.Duration // searchWindow if zero
+	PageSize int           // searchPageSize if zero
 	// Concurrency is how many windows are read at once during a backfill
 	// (see readAhead); 1 still reads the next page while one is handed over.
 	Concurrency int
@@ -120,6 +120,37 @@ type SearchConfig struct {
 	Watch func(*Event)
 	// Logf reports late events; Warnf events skipped for size.
 	Logf, Warnf func(format string, args ...any)
+}
+
+// What a SearchConfig left zero gets; the settings (window_size,
+// page_size) normally say.
+const (
+	searchWindow   = 24 * time.Hour
+	searchPageSize = 10000 // the most the Auth Service returns
+)
+
+// withDefaults fills what is unset or out of range: a zero Window would
+// never move on.
+func (c SearchConfig) withDefaults() SearchConfig {
+	if c.Window <= 0 {
+		c.Window = searchWindow
+	}
+	if c.PageSize <= 0 {
+		c.PageSize = searchPageSize
+	}
+	if c.Concurrency < 1 {
+		c.Concurrency = 1
+	}
+	if c.Settle < 0 {
+		c.Settle = 0
+	}
+	if c.Logf == nil {
+		c.Logf = func(string, ...any) {}
+	}
+	if c.Warnf == nil {
+		c.Warnf = c.Logf
+	}
+	return c
 }
 
 // Search reads the audit log in ascending time order through
@@ -154,12 +185,7 @@ type SearchStats struct {
 
 // NewSearch resumes from pos.
 func NewSearch(cfg SearchConfig, pos SearchPosition, now func() time.Time) *Search {
-	if cfg.Logf == nil {
-		cfg.Logf = func(string, ...any) {}
-	}
-	if cfg.Warnf == nil {
-		cfg.Warnf = cfg.Logf
-	}
+	cfg = cfg.withDefaults()
 	s := &Search{cfg: cfg, now: now, pos: pos, seen: map[string]bool{}, filter: newTypeFilter(cfg.Types, cfg.Skip), recent: map[string]int64{}}
 	for _, id := range pos.Tail {
 		s.seen[id] = true

@@ -64,18 +64,64 @@ type SessionConfig struct {
 	Concurrency int
 	Skip        []string // event types of recordings not to export (print)
 	// GiveUpAfter: a recording still not uploaded this long after its
-	// session.upload event is given up.
+	// session.upload event is given up (sessionGiveUp if zero).
 	GiveUpAfter time.Duration
 	// RetryMin and RetryMax bound the delay before asking again for a
 	// recording that is not there yet or that failed (the same jittered
-	// Backoff as reconnects, counted per recording).
+	// Backoff as reconnects, counted per recording; sessionRetryMin and
+	// sessionRetryMax if zero).
 	RetryMin, RetryMax time.Duration
-	// Keep is how long finished recordings are remembered.
+	// Keep is how long finished recordings are remembered (sessionKeep if
+	// zero).
 	Keep time.Duration
 	// Save persists a newly found recording at once, so that a crash before
 	// its session.upload event is committed cannot forget it.
 	Save func(SessionPosition) error
 	Logf func(format string, args ...any)
+}
+
+// What a SessionConfig left zero gets.
+const (
+	// Teleport uploads a recording when the session ends; one still
+	// missing two days later is not coming.
+	sessionGiveUp = 48 * time.Hour
+	// Longer than sessionGiveUp: a session.upload event re-read by a
+	// settle re-scan or a mode switch finds its recording still known.
+	sessionKeep     = 72 * time.Hour
+	sessionRetryMin = time.Minute
+	sessionRetryMax = 15 * time.Minute
+	// sessionPruneEvery is how often finished recordings older than Keep
+	// are forgotten.
+	sessionPruneEvery = time.Hour
+)
+
+// withDefaults fills what is unset or out of range: a zero GiveUpAfter gives
+// up every recording not uploaded yet at once, a zero RetryMin retries in a
+// busy loop, and no worker exports nothing.
+func (c SessionConfig) withDefaults() SessionConfig {
+	if c.Concurrency < 1 {
+		c.Concurrency = 1
+	}
+	if c.GiveUpAfter <= 0 {
+		c.GiveUpAfter = sessionGiveUp
+	}
+	if c.Keep <= 0 {
+		c.Keep = sessionKeep
+	}
+	if c.RetryMin <= 0 {
+		c.RetryMin = sessionRetryMin
+	}
+	if c.RetryMax <= 0 {
+		c.RetryMax = sessionRetryMax
+	}
+	c.RetryMax = max(c.RetryMax, c.RetryMin)
+	if c.Logf == nil {
+		c.Logf = func(string, ...any) {}
+	}
+	if c.Save == nil {
+		c.Save = func(SessionPosition) error { return nil }
+	}
+	return c
 }
 
 // Sessions exports the recordings of sessions whose session.upload event
@@ -103,12 +149,7 @@ type SessionStats struct {
 
 // NewSessions resumes the recordings in saved.
 func NewSessions(cfg SessionConfig, saved map[string]SessionPosition, now func() time.Time) *Sessions {
-	if cfg.Logf == nil {
-		cfg.Logf = func(string, ...any) {}
-	}
-	if cfg.Save == nil {
-		cfg.Save = func(SessionPosition) error { return nil }
-	}
+	cfg = cfg.withDefaults()
 	m := &Sessions{cfg: cfg, now: now, filter: newTypeFilter(nil, cfg.Skip), states: map[string]*SessionPosition{},
 		due: map[string]time.Time{}, busy: map[string]bool{}, wake: make(chan struct{}, 1)}
 	for sid, p := range saved {
@@ -173,7 +214,7 @@ func (m *Sessions) StatsNow() SessionStats {
 func (m *Sessions) Run(ctx context.Context, c Client, sink Sink) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	prune := time.NewTicker(time.Hour)
+	prune := time.NewTicker(sessionPruneEvery)
 	defer prune.Stop()
 	for {
 		for _, sid := range m.claim() {
