@@ -3,8 +3,6 @@ package cursor
 import (
 	"strings"
 	"time"
-
-	badger "github.com/dgraph-io/badger/v4"
 )
 
 // Pair is one key of a space (relative to it) and its value.
@@ -46,35 +44,16 @@ func (sp *Space) ScanRecentIndex(since time.Time, fn func(key string, val []byte
 // Replace makes pairs the space's whole content: a successor's copy of
 // what the previous exporter saved.
 func (sp *Space) Replace(pairs []Pair) error {
-	var old [][]byte
-	err := sp.db.View(func(txn *badger.Txn) error {
-		p := []byte(sp.prefix)
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: p, PrefetchValues: false})
-		defer it.Close()
-		for it.Seek(p); it.ValidForPrefix(p); it.Next() {
-			old = append(old, it.Item().KeyCopy(nil))
-		}
+	var ops []Op
+	err := sp.kv.Scan([]byte(sp.prefix), false, func(key, _ []byte) error {
+		ops = append(ops, Op{Key: key, Delete: true})
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	wb := sp.db.NewWriteBatch()
-	defer wb.Cancel()
-	for _, k := range old {
-		if err := wb.Delete(k); err != nil {
-			return err
-		}
-	}
-	if err := wb.Flush(); err != nil {
-		return err
-	}
-	wb2 := sp.db.NewWriteBatch()
-	defer wb2.Cancel()
 	for _, p := range pairs {
-		if err := wb2.Set([]byte(sp.prefix+p.Key), p.Val); err != nil {
-			return err
-		}
+		ops = append(ops, Op{Key: []byte(sp.prefix + p.Key), Val: p.Val})
 	}
-	return wb2.Flush()
+	return sp.kv.Write(ops)
 }

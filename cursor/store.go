@@ -1,28 +1,36 @@
-// Package cursor keeps each input's export position in an embedded Badger
-// store, so a restart resumes where Fluent Bit last took events.
+// Package cursor keeps each input's export position in a key-value store
+// (an embedded Badger database, or memory in tests), so a restart resumes
+// where Fluent Bit last took events.
 package cursor
 
 import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	badger "github.com/dgraph-io/badger/v4"
-	"github.com/dgraph-io/badger/v4/options"
 )
 
-// Logger receives Badger's own messages.
-type Logger interface {
-	Errorf(format string, args ...any)
-	Warnf(format string, args ...any)
-	Infof(format string, args ...any)
-	Debugf(format string, args ...any)
+// Backend is what a Store keeps its keys in: Badger on disk (Open), or
+// Memory, which tests make fail on demand.
+type Backend interface {
+	// Get returns the value of key, or ok=false when it is not set.
+	Get(key []byte) (val []byte, ok bool, err error)
+	// Scan calls fn for every key under prefix, in key order (val nil
+	// unless withValues); an error from fn stops it and is returned. fn
+	// may keep key and val.
+	Scan(prefix []byte, withValues bool, fn func(key, val []byte) error) error
+	// Write applies ops in order, in one transaction where they fit.
+	Write(ops []Op) error
+	Close() error
+}
+
+// Op is one write: Val stored under Key, or Key deleted.
+type Op struct {
+	Key, Val []byte
+	Delete   bool
 }
 
 // Mark is a position to persist once everything queued before it has been
@@ -76,14 +84,13 @@ const seenPrefix = "seen/"
 // seenSeq keeps index keys of one process unique.
 var seenSeq atomic.Uint64
 
-// Store is one Badger database. Instances in one process that name the same
-// directory share it; Badger's directory lock keeps other processes out.
+// Store is one position store. Inputs in one process that name the same db
+// directory share it (Open); Badger's directory lock keeps other processes
+// out.
 type Store struct {
-	dir  string
-	db   *badger.DB
+	kv   Backend
+	dir  string // the shared directory, "" if not shared
 	refs int
-	stop chan struct{}
-	done chan struct{}
 }
 
 var (
@@ -91,95 +98,10 @@ var (
 	open   = map[string]*Store{}
 )
 
-// gcInterval is how often the value log is compacted; positions are small
-// and overwritten, so this reclaims little but keeps the disk bounded.
-const gcInterval = 10 * time.Minute
+// New makes a store of a backend; its Close closes the backend.
+func New(kv Backend) *Store { return &Store{kv: kv, refs: 1} }
 
-// Open opens (or shares) the store in dir, creating the directory with mode
-// 0700. Close must be called once per Open.
-func Open(dir string, log Logger) (*Store, error) {
-	abs, err := filepath.Abs(dir)
-	if err != nil {
-		return nil, fmt.Errorf("db %q: %w", dir, err)
-	}
-	openMu.Lock()
-	defer openMu.Unlock()
-	if s := open[abs]; s != nil {
-		s.refs++
-		return s, nil
-	}
-	if err := os.MkdirAll(abs, 0o700); err != nil {
-		return nil, fmt.Errorf("db %q: cannot create the directory: %w", dir, err)
-	}
-	removeEmptyMemtables(abs, log)
-	db, err := badger.Open(smallOptions(abs, log))
-	if err != nil {
-		if strings.Contains(err.Error(), "Cannot acquire directory lock") {
-			return nil, fmt.Errorf("db %q is in use by another process (another Fluent Bit?): each Fluent Bit needs its own db directory", dir)
-		}
-		return nil, fmt.Errorf("db %q: cannot open the position store: %w", dir, err)
-	}
-	s := &Store{dir: abs, db: db, refs: 1, stop: make(chan struct{}), done: make(chan struct{})}
-	go s.collectGarbage()
-	open[abs] = s
-	return s, nil
-}
-
-// removeEmptyMemtables deletes 0-byte .mem files. A kill between Badger
-// creating a memtable file and its first write leaves one, and badger.Open
-// then fails with "Create a new file" (dgraph-io/badger#2207). An empty
-// memtable holds no entries, so nothing is lost.
-func removeEmptyMemtables(dir string, log Logger) {
-	mems, _ := filepath.Glob(filepath.Join(dir, "*.mem"))
-	for _, m := range mems {
-		if fi, err := os.Stat(m); err == nil && fi.Size() == 0 {
-			if err := os.Remove(m); err != nil {
-				log.Warnf("db %q: cannot remove the empty memtable %s a crash left: %v", dir, filepath.Base(m), err)
-				continue
-			}
-			log.Infof("db %q: removed the empty memtable %s a crash left", dir, filepath.Base(m))
-		}
-	}
-}
-
-// smallOptions keeps Badger small: positions are a few kilobytes, so the
-// defaults (64 MB memtables, 256 MB block cache) would dwarf the data.
-func smallOptions(dir string, log Logger) badger.Options {
-	return badger.DefaultOptions(dir).
-		WithLogger(badgerLogger{log}). // not WithLoggingLevel: it replaces the logger
-		WithMemTableSize(1 << 20).
-		WithNumMemtables(1).
-		WithNumLevelZeroTables(2).
-		WithNumLevelZeroTablesStall(4).
-		WithBaseTableSize(512 << 10).
-		WithBaseLevelSize(2 << 20).
-		WithValueThreshold(64 << 10). // at most 15% of the memtable
-		WithValueLogFileSize(8 << 20).
-		WithNumCompactors(2).
-		WithNumGoroutines(1).
-		WithCompression(options.None).
-		WithBlockCacheSize(0).
-		WithIndexCacheSize(0).
-		WithMetricsEnabled(false).
-		WithDetectConflicts(false)
-}
-
-func (s *Store) collectGarbage() {
-	defer close(s.done)
-	t := time.NewTicker(gcInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.stop:
-			return
-		case <-t.C:
-			for s.db.RunValueLogGC(0.5) == nil {
-			}
-		}
-	}
-}
-
-// Close releases this handle; the last one closes the database.
+// Close releases this handle; the last one closes the backend.
 func (s *Store) Close() error {
 	openMu.Lock()
 	defer openMu.Unlock()
@@ -190,20 +112,20 @@ func (s *Store) Close() error {
 	if s.refs > 0 {
 		return nil
 	}
-	delete(open, s.dir)
-	close(s.stop)
-	<-s.done
-	return s.db.Close()
+	if s.dir != "" {
+		delete(open, s.dir)
+	}
+	return s.kv.Close()
 }
 
 // Space returns the key space of one input (cluster name plus instance name).
 func (s *Store) Space(name string) *Space {
-	return &Space{db: s.db, prefix: name + "/"}
+	return &Space{kv: s.kv, prefix: name + "/"}
 }
 
 // Space is one input's keys inside a Store.
 type Space struct {
-	db     *badger.DB
+	kv     Backend
 	prefix string
 }
 
@@ -212,26 +134,12 @@ func (sp *Space) Name() string { return strings.TrimSuffix(sp.prefix, "/") }
 
 // Get returns the value of key, or ok=false when it was never set.
 func (sp *Space) Get(key string) (val []byte, ok bool, err error) {
-	err = sp.db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get([]byte(sp.prefix + key))
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		ok = true
-		val, err = item.ValueCopy(nil)
-		return err
-	})
-	return val, ok, err
+	return sp.kv.Get([]byte(sp.prefix + key))
 }
 
 // Set stores one value.
 func (sp *Space) Set(key string, val []byte) error {
-	return sp.db.Update(func(txn *badger.Txn) error {
-		return txn.Set([]byte(sp.prefix+key), val)
-	})
+	return sp.kv.Write([]Op{{Key: []byte(sp.prefix + key), Val: val}})
 }
 
 // Commit stores the marks of one batch, and the index entries of the events
@@ -240,15 +148,10 @@ func (sp *Space) Set(key string, val []byte) error {
 // export a third of its speed). A batch too large for one transaction is
 // split; every mark stays self-consistent on its own.
 func (sp *Space) Commit(marks []Mark, seen []Seen) error {
-	type op struct {
-		key []byte
-		val []byte
-		del bool
-	}
-	ops := make([]op, 0, len(marks)+1)
+	ops := make([]Op, 0, len(marks)+1)
 	for _, m := range marks {
 		v := m.Value()
-		ops = append(ops, op{key: []byte(sp.prefix + m.Key()), val: v, del: v == nil})
+		ops = append(ops, Op{Key: []byte(sp.prefix + m.Key()), Val: v, Delete: v == nil})
 	}
 	byHour := map[string][]byte{}
 	var hours []string
@@ -262,34 +165,12 @@ func (sp *Space) Commit(marks []Mark, seen []Seen) error {
 	}
 	for _, hour := range hours {
 		key := fmt.Sprintf("%s%s%016x-%08x", sp.prefix, hour, time.Now().UnixNano(), seenSeq.Add(1))
-		ops = append(ops, op{key: []byte(key), val: byHour[hour]})
+		ops = append(ops, Op{Key: []byte(key), Val: byHour[hour]})
 	}
-	for len(ops) > 0 {
-		n := 0
-		err := sp.db.Update(func(txn *badger.Txn) error {
-			for _, o := range ops {
-				var err error
-				if o.del {
-					err = txn.Delete(o.key)
-				} else {
-					err = txn.Set(o.key, o.val)
-				}
-				if err != nil {
-					if errors.Is(err, badger.ErrTxnTooBig) && n > 0 {
-						return nil
-					}
-					return err
-				}
-				n++
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		ops = ops[n:]
+	if len(ops) == 0 {
+		return nil
 	}
-	return nil
+	return sp.kv.Write(ops)
 }
 
 // LoadSeen calls fn with every index entry of the UTC hour holding second
@@ -347,60 +228,25 @@ func eachHash(key string, val []byte, fn func(UIDHash)) error {
 // Scan calls fn for every key under prefix, in key order, with the key
 // relative to the space.
 func (sp *Space) Scan(prefix string, fn func(key string, val []byte) error) error {
-	return sp.db.View(func(txn *badger.Txn) error {
-		p := []byte(sp.prefix + prefix)
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: p, PrefetchValues: false})
-		defer it.Close()
-		for it.Seek(p); it.ValidForPrefix(p); it.Next() {
-			item := it.Item()
-			val, err := item.ValueCopy(nil)
-			if err != nil {
-				return err
-			}
-			if err := fn(strings.TrimPrefix(string(item.Key()), sp.prefix), val); err != nil {
-				return err
-			}
-		}
-		return nil
+	return sp.kv.Scan([]byte(sp.prefix+prefix), true, func(key, val []byte) error {
+		return fn(strings.TrimPrefix(string(key), sp.prefix), val)
 	})
 }
 
 // PruneSeen deletes the index entries of dates before (YYYY-MM-DD, which
 // sorts like the dates) and returns how many it removed.
 func (sp *Space) PruneSeen(before string) (int, error) {
-	p := []byte(sp.prefix + seenPrefix)
 	stop := sp.prefix + seenPrefix + before
-	var keys [][]byte
-	err := sp.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: p, PrefetchValues: false})
-		defer it.Close()
-		for it.Seek(p); it.ValidForPrefix(p); it.Next() {
-			k := it.Item().KeyCopy(nil)
-			if string(k) >= stop {
-				break
-			}
-			keys = append(keys, k)
+	var ops []Op
+	err := sp.kv.Scan([]byte(sp.prefix+seenPrefix), false, func(key, _ []byte) error {
+		if string(key) >= stop {
+			return errStopScan
 		}
+		ops = append(ops, Op{Key: key, Delete: true})
 		return nil
 	})
-	if err != nil || len(keys) == 0 {
+	if err != nil && !errors.Is(err, errStopScan) || len(ops) == 0 {
 		return 0, err
 	}
-	wb := sp.db.NewWriteBatch()
-	defer wb.Cancel()
-	for _, k := range keys {
-		if err := wb.Delete(k); err != nil {
-			return 0, err
-		}
-	}
-	return len(keys), wb.Flush()
+	return len(ops), sp.kv.Write(ops)
 }
-
-// badgerLogger passes Badger's warnings and errors on and drops the rest
-// (table and value-log chatter).
-type badgerLogger struct{ l Logger }
-
-func (b badgerLogger) Errorf(f string, a ...any)   { b.l.Errorf("badger: "+strings.TrimSpace(f), a...) }
-func (b badgerLogger) Warningf(f string, a ...any) { b.l.Warnf("badger: "+strings.TrimSpace(f), a...) }
-func (b badgerLogger) Infof(string, ...any)        {}
-func (b badgerLogger) Debugf(string, ...any)       {}

@@ -1,6 +1,7 @@
 package cursor
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -147,10 +148,25 @@ func TestSecondProcessGetsClearError(t *testing.T) {
 	assert.Contains(t, string(out), "is in use by another process (another Fluent Bit?): each Fluent Bit needs its own db directory")
 }
 
-func TestDeleteMarksIndexScanAndPrune(t *testing.T) {
-	s, err := Open(t.TempDir(), testLog{t})
+// backends are the stores a test runs on: Badger and Memory behave alike.
+func backends(t *testing.T) map[string]*Store {
+	b, err := Open(t.TempDir(), testLog{t})
 	require.NoError(t, err)
-	defer s.Close()
+	m := New(NewMemory())
+	t.Cleanup(func() {
+		assert.NoError(t, b.Close())
+		assert.NoError(t, m.Close())
+	})
+	return map[string]*Store{"badger": b, "memory": m}
+}
+
+func TestDeleteMarksIndexScanAndPrune(t *testing.T) {
+	for name, s := range backends(t) {
+		t.Run(name, func(t *testing.T) { testDeleteMarksIndexScanAndPrune(t, s) })
+	}
+}
+
+func testDeleteMarksIndexScanAndPrune(t *testing.T, s *Store) {
 	sp := s.Space("c/i")
 	day := func(d int) int64 { return time.Date(2026, 1, d, 5, 30, 0, 0, time.UTC).Unix() }
 	require.NoError(t, sp.Commit([]Mark{mark{"bulk/2026-01-01/a", "1"}, mark{"bulk/2026-01-01/b", "2"}, mark{"bulk/2026-01-02/c", "3"}},
@@ -190,9 +206,12 @@ func TestDeleteMarksIndexScanAndPrune(t *testing.T) {
 // The index is kept by UTC hour: an hour loads only its own entries, plus
 // those an older version kept for the whole date. ScanSeen walks them all.
 func TestIndexIsKeptByHour(t *testing.T) {
-	s, err := Open(t.TempDir(), testLog{t})
-	require.NoError(t, err)
-	defer s.Close()
+	for name, s := range backends(t) {
+		t.Run(name, func(t *testing.T) { testIndexIsKeptByHour(t, s) })
+	}
+}
+
+func testIndexIsKeptByHour(t *testing.T, s *Store) {
 	sp := s.Space("c/i")
 	at := func(h, m int) int64 { return time.Date(2026, 1, 1, h, m, 0, 0, time.UTC).Unix() }
 	require.NoError(t, sp.Commit(nil, []Seen{{at(5, 0), "five"}, {at(5, 59), "five-59"}, {at(6, 0), "six"}, {at(23, 59), "late"}}))
@@ -242,4 +261,34 @@ func TestOpenAfterACrashLeftAnEmptyMemtable(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, ok)
 	assert.Equal(t, "42", string(v))
+}
+
+var errDiskFull = errors.New("no space left on device")
+
+// Memory fails on demand: a failed write applies nothing, and reads fail
+// only for the keys asked for.
+func TestMemoryFailsOnDemand(t *testing.T) {
+	m := NewMemory()
+	sp := New(m).Space("c/i")
+	sec := time.Date(2026, 1, 1, 5, 0, 0, 0, time.UTC).Unix()
+	require.NoError(t, sp.Commit([]Mark{mark{"search", "1"}}, []Seen{{sec, "u1"}}))
+
+	m.FailWrites("", errDiskFull)
+	assert.ErrorIs(t, sp.Commit([]Mark{mark{"search", "2"}, mark{"other", "x"}}, nil), errDiskFull)
+	m.FailWrites("", nil)
+	v, _, err := sp.Get("search")
+	require.NoError(t, err)
+	assert.Equal(t, "1", string(v), "none of the failed batch was applied")
+	_, ok, _ := sp.Get("other")
+	assert.False(t, ok)
+
+	m.FailReads("seen/", errDiskFull)
+	assert.ErrorIs(t, sp.LoadSeen(sec, func(UIDHash) {}), errDiskFull)
+	v, _, err = sp.Get("search")
+	require.NoError(t, err, "other keys still read")
+	assert.Equal(t, "1", string(v))
+	m.FailReads("", nil)
+	n := 0
+	require.NoError(t, sp.LoadSeen(sec, func(UIDHash) { n++ }))
+	assert.Equal(t, 1, n)
 }

@@ -46,6 +46,13 @@ func newIndex(db seenLoader) *index {
 	return &index{db: db, budget: indexBudget, hours: map[int64]*hourHashes{}}
 }
 
+// indexError is a failed read of the index: a fault of the db, not of
+// Teleport, so it is reported as such.
+type indexError struct{ err error }
+
+func (e indexError) Error() string { return "cannot read the delivered-event index: " + e.err.Error() }
+func (e indexError) Unwrap() error { return e.err }
+
 func compareHash(a, b cursor.UIDHash) int { return bytes.Compare(a[:], b[:]) }
 
 // Seen implements teleportsrc.Index.
@@ -71,8 +78,11 @@ func (i *index) Seen(sec int64, uid string) (bool, error) {
 			}
 		}
 	})
-	if err != nil || tooLarge {
-		return found, err
+	if err != nil {
+		return false, indexError{err}
+	}
+	if tooLarge {
+		return found, nil
 	}
 	slices.SortFunc(hashes, compareHash)
 	i.makeRoom(len(hashes))

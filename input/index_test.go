@@ -1,7 +1,6 @@
 package input
 
 import (
-	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -11,20 +10,6 @@ import (
 
 	"github.com/fluent-bit-teleport/fluent-bit-teleport/cursor"
 )
-
-// flakyDB fails its first reads, like a db under I/O errors.
-type flakyDB struct {
-	*cursor.Space
-	fails int
-}
-
-func (f *flakyDB) LoadSeen(sec int64, fn func(cursor.UIDHash)) error {
-	if f.fails > 0 {
-		f.fails--
-		return errors.New("badger: read failed")
-	}
-	return f.Space.LoadSeen(sec, fn)
-}
 
 func testSpace(t *testing.T) *cursor.Space {
 	s, err := cursor.Open(t.TempDir(), &lines{})
@@ -37,12 +22,15 @@ func testSpace(t *testing.T) *cursor.Space {
 // never remembered as an hour without entries (which would send
 // duplicates).
 func TestIndexReadErrorsAreReturnedNotKept(t *testing.T) {
-	sp := testSpace(t)
+	mem := cursor.NewMemory()
+	sp := cursor.New(mem).Space("mem/teleport.0")
 	sec := t0.Add(90 * time.Minute).Unix()
 	require.NoError(t, sp.Commit(nil, []cursor.Seen{{Second: sec, UID: "a"}}))
-	idx := newIndex(&flakyDB{Space: sp, fails: 1})
+	idx := newIndex(sp)
+	mem.FailReads("/seen/", errDiskFull)
 	_, err := idx.Seen(sec, "a")
-	require.ErrorContains(t, err, "badger: read failed")
+	require.ErrorIs(t, err, errDiskFull)
+	mem.FailReads("", nil)
 	seen, err := idx.Seen(sec, "a")
 	require.NoError(t, err)
 	assert.True(t, seen)

@@ -6,6 +6,7 @@ package input
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,6 +38,9 @@ type Options struct {
 	Now  func() time.Time
 	// Timing changes delays that are not settings (tests shorten them).
 	Timing Timing
+	// Store replaces the db directory of Config.DB (tests pass a
+	// cursor.Memory that fails on demand). The instance closes it.
+	Store *cursor.Store
 }
 
 // Timing holds the delays that are not settings. A zero field keeps its
@@ -118,6 +122,14 @@ type Instance struct {
 
 	blockedMu  sync.Mutex
 	blockedMsg string // the fault that blocks the export, "" if none
+
+	// What a commit could not save, saved first by the next one; until
+	// then nothing new is handed over.
+	saveMu    sync.Mutex
+	unsaved   *emit.Batch
+	saveRetry teleportsrc.Backoff
+	saveAfter time.Time
+	holding   atomic.Bool // unsaved != nil
 }
 
 // Stats are the instance's counters, safe to read from any goroutine.
@@ -147,9 +159,11 @@ func New(o Options) (*Instance, error) {
 	if err != nil {
 		return nil, err
 	}
-	store, err := cursor.Open(o.Config.DB, o.Log)
-	if err != nil {
-		return nil, err
+	store := o.Store
+	if store == nil {
+		if store, err = cursor.Open(o.Config.DB, o.Log); err != nil {
+			return nil, err
+		}
 	}
 	x := &Instance{
 		cfg: o.Config, timing: o.Timing.withDefaults(), name: o.Name, log: o.Log, dial: o.Dial, now: o.Now,
@@ -161,6 +175,7 @@ func New(o Options) (*Instance, error) {
 	}
 	x.flight.interval = ringBufferInterval()
 	x.encoders.New = func() any { return &encoder{enc: emit.Encoder{Message: o.Config.Format == conf.FormatMessage}} }
+	x.saveRetry = teleportsrc.Backoff{Min: x.timing.RetryMin, Max: x.timing.RetryMax}
 	if o.Config.MetricsListen != "" {
 		unregister, err := metrics.Register(o.Config.MetricsListen, x.Snapshot)
 		if err != nil {
@@ -274,9 +289,11 @@ func (x *Instance) waitRunning(ctx context.Context) error {
 // paused, or be dropped at shutdown after the position moved past it.
 //
 // Nor does it hand over anything while the previous batch is not known to
-// be in a chunk (see inflight.go): positions must not move past it.
+// be in a chunk (see inflight.go): positions must not move past it; nor
+// while a position cannot be saved: what it handed over would come again
+// after a restart, and the longer the db fails, the more.
 func (x *Instance) Collect() *emit.Batch {
-	if x.Paused() || x.standingBy() || !x.settle(false) {
+	if x.Paused() || x.holding.Load() || x.standingBy() || !x.settle(false) {
 		return &emit.Batch{}
 	}
 	maxRec, maxBytes := x.cfg.BatchMaxRecords, x.cfg.BatchMaxBytes
@@ -290,7 +307,10 @@ func (x *Instance) Collect() *emit.Batch {
 // Bit holds in a chunk.
 func (x *Instance) Commit(b *emit.Batch) { x.commit(b, len(b.Records)) }
 
-// commit moves the positions past a batch of n records.
+// commit moves the positions past a batch of n records. When the db fails,
+// the positions wait, and are saved first, with the next batches', once it
+// works again (Fluent Bit's collect keeps calling Commit with empty
+// batches, which retry with backoff).
 func (x *Instance) commit(b *emit.Batch, n int) {
 	if n > 0 {
 		x.stats.Records.Add(int64(n))
@@ -301,12 +321,37 @@ func (x *Instance) commit(b *emit.Batch, n int) {
 		x.stats.NewestSecond.Store(b.Newest)
 	}
 	sp := x.space.Load()
-	if sp == nil || (len(b.Marks) == 0 && len(b.Seen) == 0) {
+	if sp == nil {
 		return
 	}
-	if err := sp.Commit(b.Marks, b.Seen); err != nil {
+	x.saveMu.Lock()
+	defer x.saveMu.Unlock()
+	marks, seen := b.Marks, b.Seen
+	if u := x.unsaved; u != nil {
+		if len(marks) == 0 && len(seen) == 0 && time.Now().Before(x.saveAfter) {
+			return
+		}
+		marks, seen = slices.Concat(u.Marks, marks), slices.Concat(u.Seen, seen)
+	}
+	if len(marks) == 0 && len(seen) == 0 {
+		return
+	}
+	if err := sp.Commit(marks, seen); err != nil {
 		x.stats.Errors.Add(1)
-		x.log.Errorf("cannot save the position in db %s: %v (events after the last saved position will be sent again after a restart)", x.cfg.DB, err)
+		x.stats.Retries.Add(1)
+		x.unsaved = &emit.Batch{Marks: marks, Seen: seen}
+		x.holding.Store(true)
+		delay := x.saveRetry.Next()
+		x.saveAfter = time.Now().Add(delay)
+		x.log.Errorf("cannot save the position in db %s: %v; no new events are handed over until it is saved, retrying in %s (check the free space and permissions of the db directory)",
+			x.cfg.DB, err, delay.Round(100*time.Millisecond))
+		return
+	}
+	if x.unsaved != nil {
+		x.unsaved = nil
+		x.holding.Store(false)
+		x.saveRetry.Reset()
+		x.log.Infof("saved the position in db %s again; the export goes on", x.cfg.DB)
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/ugorji/go/codec"
 
 	"github.com/fluent-bit-teleport/fluent-bit-teleport/conf"
+	"github.com/fluent-bit-teleport/fluent-bit-teleport/cursor"
 	"github.com/fluent-bit-teleport/fluent-bit-teleport/emit"
 	"github.com/fluent-bit-teleport/fluent-bit-teleport/teleportsrc"
 	"github.com/fluent-bit-teleport/fluent-bit-teleport/teleportsrc/memlog"
@@ -60,6 +61,8 @@ type fixture struct {
 	identity string
 	db       string
 	now      time.Time
+	// mem, if set, is the position store instead of a db directory.
+	mem *cursor.Memory
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -88,7 +91,11 @@ func (f *fixture) startLogging(t *testing.T, dial teleportsrc.Dialer, l Logger, 
 			return f.log, nil
 		}
 	}
-	x, err := New(Options{Config: cfg, Name: "teleport.0", Log: l, Dial: dial, Now: func() time.Time { return f.now }, Timing: fast})
+	o := Options{Config: cfg, Name: "teleport.0", Log: l, Dial: dial, Now: func() time.Time { return f.now }, Timing: fast}
+	if f.mem != nil {
+		o.Store = cursor.New(f.mem)
+	}
+	x, err := New(o)
 	require.NoError(t, err)
 	x.Start()
 	t.Cleanup(func() { x.Stop(time.Second) })

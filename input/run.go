@@ -132,6 +132,11 @@ func (x *Instance) connection(ctx context.Context, creds *teleportsrc.Credential
 	if ctx.Err() != nil && err != nil {
 		return ctx.Err()
 	}
+	if ie := (indexError{}); errors.As(err, &ie) {
+		// The reader asks again after the delay, from where it stood.
+		return fmt.Errorf("cannot read the delivered-event index in db %s: %v (check the db directory's disk and permissions); the export waits for it rather than send events twice",
+			x.cfg.DB, ie.err)
+	}
 	return errors.New("reading audit events failed: " + teleportsrc.Explain(err, x.cfg.Addr, creds.Describe()))
 }
 

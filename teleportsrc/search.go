@@ -422,6 +422,9 @@ func (s *Search) rescan(ctx context.Context, c Client, sink Sink) error {
 	if _, ok := ParseOversized(err); ok {
 		return nil // the main reader handles it; the next re-scan starts over
 	}
+	if err != nil {
+		s.lastRescan = time.Time{} // again at the next step, not Settle/2 later
+	}
 	return err
 }
 
