@@ -40,7 +40,7 @@ func Open(dir string, log Logger) (*Store, error) {
 	if err := os.MkdirAll(abs, 0o700); err != nil {
 		return nil, fmt.Errorf("db %q: cannot create the directory: %w", dir, err)
 	}
-	removeEmptyMemtables(abs, log)
+	removeEmptyLogs(abs, log)
 	db, err := badger.Open(smallOptions(abs, log))
 	if err != nil {
 		if strings.Contains(err.Error(), "Cannot acquire directory lock") {
@@ -55,19 +55,22 @@ func Open(dir string, log Logger) (*Store, error) {
 	return s, nil
 }
 
-// removeEmptyMemtables deletes 0-byte .mem files. A kill between Badger
-// creating a memtable file and its first write leaves one, and badger.Open
-// then fails with "Create a new file" (dgraph-io/badger#2207). An empty
-// memtable holds no entries, so nothing is lost.
-func removeEmptyMemtables(dir string, log Logger) {
-	mems, _ := filepath.Glob(filepath.Join(dir, "*.mem"))
-	for _, m := range mems {
-		if fi, err := os.Stat(m); err == nil && fi.Size() == 0 {
-			if err := os.Remove(m); err != nil {
-				log.Warnf("db %q: cannot remove the empty memtable %s a crash left: %v", dir, filepath.Base(m), err)
-				continue
+// removeEmptyLogs deletes 0-byte memtable (.mem) and value log (.vlog)
+// files. A kill between Badger creating one and its first write leaves it
+// empty, and badger.Open then fails with "Create a new file"
+// (dgraph-io/badger#2207). An empty file holds no entries, so nothing is
+// lost.
+func removeEmptyLogs(dir string, log Logger) {
+	for _, pattern := range []string{"*.mem", "*.vlog"} {
+		files, _ := filepath.Glob(filepath.Join(dir, pattern))
+		for _, f := range files {
+			if fi, err := os.Stat(f); err == nil && fi.Size() == 0 {
+				if err := os.Remove(f); err != nil {
+					log.Warnf("db %q: cannot remove the empty %s a crash left: %v", dir, filepath.Base(f), err)
+					continue
+				}
+				log.Infof("db %q: removed the empty %s a crash left", dir, filepath.Base(f))
 			}
-			log.Infof("db %q: removed the empty memtable %s a crash left", dir, filepath.Base(m))
 		}
 	}
 }

@@ -292,3 +292,21 @@ func TestMemoryFailsOnDemand(t *testing.T) {
 	require.NoError(t, sp.LoadSeen(sec, func(UIDHash) { n++ }))
 	assert.Equal(t, 1, n)
 }
+
+// The same holds for the value log: a 0-byte .vlog file left by a kill
+// made badger.Open fail alike.
+func TestOpenAfterACrashLeftAnEmptyValueLog(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, testLog{t})
+	require.NoError(t, err)
+	require.NoError(t, s.Space("a").Set("pos", []byte("42")))
+	require.NoError(t, s.Close())
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "000009.vlog"), nil, 0o600))
+
+	s, err = Open(dir, testLog{t})
+	require.NoError(t, err)
+	defer s.Close()
+	v, _, err := s.Space("a").Get("pos")
+	require.NoError(t, err)
+	assert.Equal(t, "42", string(v))
+}
