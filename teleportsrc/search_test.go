@@ -598,15 +598,20 @@ func TestSearchSkipsOversizedEventsOnCoarseBackends(t *testing.T) {
 	}
 }
 
-// failingIndex cannot read the db.
-type failingIndex struct{ fails int }
+// failingIndex cannot read the db for its first fails answers; then it
+// answers seen. It counts the questions.
+type failingIndex struct {
+	fails, asked int
+	seen         bool
+}
 
 func (f *failingIndex) Seen(int64, string) (bool, error) {
+	f.asked++
 	if f.fails > 0 {
 		f.fails--
 		return false, errors.New("badger: read failed")
 	}
-	return false, nil
+	return f.seen, nil
 }
 
 // An index that cannot be read fails the step, which is retried: the
@@ -623,4 +628,26 @@ func TestSearchIndexErrorsFailTheStep(t *testing.T) {
 	assert.Empty(t, k.ids)
 	drain(t, s, m, k)
 	assert.Equal(t, []string{"e0"}, k.ids)
+}
+
+// A re-scan that fails (here the index cannot be read) runs again at the
+// next step, not half a settle period later, and sends nothing twice.
+func TestSearchRescanThatFailsRunsAgainAtTheNextStep(t *testing.T) {
+	log := &memlog.Log{}
+	log.Add(memlog.Event("a", "user.login", t0.Add(time.Second)), memlog.Event("b", "user.login", t0.Add(2*time.Second)))
+	c := &clock{t0.Add(time.Minute)}
+	idx := &failingIndex{fails: 1, seen: true}
+	// Resumed after b, as after a restart: the re-scan asks the index about a.
+	s := teleportsrc.NewSearch(teleportsrc.SearchConfig{Settle: time.Hour, Index: idx},
+		teleportsrc.SearchPosition{From: t0.Add(2 * time.Second).Unix(), Tail: []string{"b"}}, c.now)
+	k := &sink{}
+	var err error
+	for i := 0; i < 10 && err == nil; i++ {
+		_, err = s.Step(context.Background(), log, k)
+	}
+	require.ErrorContains(t, err, "badger: read failed")
+	asked := idx.asked
+	drain(t, s, log, k)
+	assert.Greater(t, idx.asked, asked, "asked again")
+	assert.Empty(t, k.got(), "nothing sent twice")
 }
