@@ -3,7 +3,7 @@ GO        ?= go
 BUILD     ?= build
 PLUGIN    := $(BUILD)/in_teleport.so
 GOFLAGS_BUILD := -buildmode=c-shared -trimpath -ldflags "-s -w"
-SOURCES   := $(shell find conf cursor emit input plugin teleportsrc -name '*.go' -not -name '*_test.go') plugin/shim.c plugin/shim.h go.mod go.sum
+SOURCES   := $(shell find conf db emit input plugin teleportsrc -name '*.go' -not -name '*_test.go') plugin/shim.c plugin/shim.h go.mod go.sum
 
 .PHONY: build test unit integration e2e bench demo run clean kube
 
@@ -42,7 +42,7 @@ test: $(PLUGIN) kube
 # a real Teleport Auth Service side by side with its own page rate (see
 # tests/e2e BenchmarkRealTeleport).
 bench: $(PLUGIN)
-	$(GO) test ./cursor -run XXX -bench Footprint -benchtime 1x
+	$(GO) test ./db -run XXX -bench Footprint -benchtime 1x
 	$(GO) test ./emit -run XXX -bench . -benchmem
 	TELEPORT_PLUGIN_SO=$(abspath $(PLUGIN)) $(GO) test ./tests/bench -run XXX -bench Export -benchtime 1x -timeout 30m -args -events 200000
 	@if [ -n "$$FLUENT_BIT" ]; then TELEPORT_PLUGIN_SO=$(abspath $(PLUGIN)) $(GO) test ./tests/e2e -run XXX -bench Backfill -benchtime 1x -timeout 30m; \

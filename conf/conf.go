@@ -123,7 +123,7 @@ var settings = []setting{
 		apply: func(c *Config, v string) error { c.KeyFile = v; return nil }},
 	{key: "ca_file", accepts: "path of the PEM certificate authority of the Teleport cluster",
 		apply: func(c *Config, v string) error { c.CAFile = v; return nil }},
-	{key: "db", required: true, accepts: "a directory for the plugin's position store, e.g. /var/lib/fluent-bit/teleport",
+	{key: "db", required: true, accepts: "a directory for the plugin's db (its positions), e.g. /var/lib/fluent-bit/teleport",
 		apply: func(c *Config, v string) error { c.DB = v; return nil }},
 	{key: "start_time", def: "now", accepts: "an RFC 3339 time such as 2026-01-02T15:04:05Z, or `now`",
 		apply: func(c *Config, v string) (err error) { c.StartTime, err = parseStartTime(v); return err }},

@@ -220,7 +220,6 @@ func TestSummaryNamesCredentialFilesNotTheirContents(t *testing.T) {
 	assert.NotContains(t, s, "PRIVATE KEY")
 }
 
-
 func TestParseElectionSettings(t *testing.T) {
 	c, err := Parse(base())
 	require.NoError(t, err)

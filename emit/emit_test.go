@@ -14,7 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/ugorji/go/codec"
 
-	"github.com/fluent-bit-teleport/fluent-bit-teleport/cursor"
+	"github.com/fluent-bit-teleport/fluent-bit-teleport/db"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -454,12 +454,12 @@ func TestTakeIntoSharesTheLimits(t *testing.T) {
 	ctx := context.Background()
 	for i := 0; i < 5; i++ {
 		require.NoError(t, a.Put(ctx, Item{Rec: []byte("aaaaaaaaaa"), Mark: mark{"a", fmt.Sprint(i)}}))
-		require.NoError(t, b.Put(ctx, Item{Rec: []byte("bbbbbbbbbb"), Mark: mark{"b", fmt.Sprint(i)}, Seen: &cursor.Seen{Second: 7, UID: fmt.Sprint(i)}}))
+		require.NoError(t, b.Put(ctx, Item{Rec: []byte("bbbbbbbbbb"), Mark: mark{"b", fmt.Sprint(i)}, Seen: &db.Seen{Second: 7, UID: fmt.Sprint(i)}}))
 	}
 	batch := a.Take(7, 1000)
 	b.TakeInto(batch, 7, 1000)
 	assert.Len(t, batch.Records, 7, "5 from a, 2 from b")
-	assert.Equal(t, []cursor.Seen{{Second: 7, UID: "0"}, {Second: 7, UID: "1"}}, batch.Seen)
+	assert.Equal(t, []db.Seen{{Second: 7, UID: "0"}, {Second: 7, UID: "1"}}, batch.Seen)
 	r, _ := b.Len()
 	assert.Equal(t, 3, r)
 }

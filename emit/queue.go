@@ -4,7 +4,7 @@ import (
 	"context"
 	"sync"
 
-	"github.com/fluent-bit-teleport/fluent-bit-teleport/cursor"
+	"github.com/fluent-bit-teleport/fluent-bit-teleport/db"
 )
 
 // Queue is the bounded hand-off between the goroutines that fetch events and
@@ -36,10 +36,10 @@ type Queue struct {
 // position alone.
 type Item struct {
 	Rec     []byte // nil for a position-only item
-	Mark    cursor.Mark
-	Seen    *cursor.Seen // index entry to write with the batch, if any
-	Time    int64        // the event's time (unix seconds), 0 if not an audit event
-	Session bool         // the record is an event of a session recording
+	Mark    db.Mark
+	Seen    *db.Seen // index entry to write with the batch, if any
+	Time    int64    // the event's time (unix seconds), 0 if not an audit event
+	Session bool     // the record is an event of a session recording
 }
 
 // NewQueue holds at most maxRecords records or maxBytes bytes (a single
@@ -96,9 +96,9 @@ type Batch struct {
 	Size    int
 	// Marks holds the last position of each key in the batch: committing
 	// them after Fluent Bit took the batch moves every stream past it.
-	Marks []cursor.Mark
+	Marks []db.Mark
 	// Seen holds the index entries of the batch's events.
-	Seen []cursor.Seen
+	Seen []db.Seen
 	// Newest is the time of the newest audit event in the batch (unix seconds).
 	Newest int64
 	// SessionRecords counts the records of session recordings among Records.
@@ -173,7 +173,7 @@ func (q *Queue) Len() (records, bytes int) {
 	return q.records, q.bytes
 }
 
-func setMark(marks []cursor.Mark, m cursor.Mark) []cursor.Mark {
+func setMark(marks []db.Mark, m db.Mark) []db.Mark {
 	if m == nil {
 		return marks
 	}

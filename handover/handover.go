@@ -21,7 +21,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 
-	"github.com/fluent-bit-teleport/fluent-bit-teleport/cursor"
+	"github.com/fluent-bit-teleport/fluent-bit-teleport/db"
 )
 
 // ConfigMap keys.
@@ -42,11 +42,11 @@ const MaxStateBytes = 900 * 1024
 var ErrFenced = errors.New("the handed-over state was written by another holder")
 
 // State is what a holder hands over: the key space of its input in the
-// position store (positions, chunk cursors, recordings, and the recent part
+// db (positions, chunk cursors, recordings, and the recent part
 // of the delivered-event index).
 type State struct {
 	Space  string // the key space's name: cluster/input
-	Pairs  []cursor.Pair
+	Pairs  []db.Pair
 	Holder string
 	Saved  time.Time
 	// Clean: written as the holder stopped, after Fluent Bit took all it
@@ -151,12 +151,12 @@ func (k *Keeper) Save(ctx context.Context, st State) (version string, indexLeftO
 }
 
 // Size is the compressed size of a state, for the size evidence.
-func Size(pairs []cursor.Pair) int { return len(encode(pairs)) }
+func Size(pairs []db.Pair) int { return len(encode(pairs)) }
 
-func withoutIndex(pairs []cursor.Pair) []cursor.Pair {
-	var out []cursor.Pair
+func withoutIndex(pairs []db.Pair) []db.Pair {
+	var out []db.Pair
 	for _, p := range pairs {
-		if !cursor.IsIndexKey(p.Key) {
+		if !db.IsIndexKey(p.Key) {
 			out = append(out, p)
 		}
 	}
@@ -186,7 +186,7 @@ var (
 	decoder, _ = zstd.NewReader(nil, zstd.WithDecoderMaxMemory(64<<20))
 )
 
-func encode(pairs []cursor.Pair) []byte {
+func encode(pairs []db.Pair) []byte {
 	raw := append([]byte(nil), magic...)
 	for _, p := range pairs {
 		raw = binary.AppendUvarint(raw, uint64(len(p.Key)))
@@ -197,7 +197,7 @@ func encode(pairs []cursor.Pair) []byte {
 	return encoder.EncodeAll(raw, nil)
 }
 
-func unpack(packed []byte) ([]cursor.Pair, error) {
+func unpack(packed []byte) ([]db.Pair, error) {
 	raw, err := decoder.DecodeAll(packed, nil)
 	if err != nil {
 		return nil, err
@@ -206,7 +206,7 @@ func unpack(packed []byte) ([]cursor.Pair, error) {
 		return nil, errors.New("unknown format")
 	}
 	r := bytes.NewReader(raw[len(magic):])
-	var pairs []cursor.Pair
+	var pairs []db.Pair
 	for r.Len() > 0 {
 		key, err := field(r)
 		if err != nil {
@@ -216,7 +216,7 @@ func unpack(packed []byte) ([]cursor.Pair, error) {
 		if err != nil {
 			return nil, err
 		}
-		pairs = append(pairs, cursor.Pair{Key: string(key), Val: val})
+		pairs = append(pairs, db.Pair{Key: string(key), Val: val})
 	}
 	return pairs, nil
 }
@@ -236,10 +236,10 @@ func field(r *bytes.Reader) ([]byte, error) {
 
 // Snapshot reads what a successor needs from a key space: every position,
 // and the index entries a settle re-scan of twice settle can still meet.
-func Snapshot(sp *cursor.Space, now time.Time, settle time.Duration) ([]cursor.Pair, error) {
-	var pairs []cursor.Pair
+func Snapshot(sp *db.Space, now time.Time, settle time.Duration) ([]db.Pair, error) {
+	var pairs []db.Pair
 	add := func(key string, val []byte) error {
-		pairs = append(pairs, cursor.Pair{Key: key, Val: val})
+		pairs = append(pairs, db.Pair{Key: key, Val: val})
 		return nil
 	}
 	if err := sp.ScanPositions(add); err != nil {

@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"k8s.io/client-go/kubernetes/fake"
 
-	"github.com/fluent-bit-teleport/fluent-bit-teleport/cursor"
+	"github.com/fluent-bit-teleport/fluent-bit-teleport/db"
 )
 
 type nopLog struct{}
@@ -30,7 +30,7 @@ func TestClaimSaveAndTakeOver(t *testing.T) {
 	require.Empty(t, prev)
 	_ = v1 // the fake clientset keeps no resourceVersions: tests/kubeapi checks them
 
-	saved := State{Space: "cluster/teleport", Saved: time.Unix(1700000000, 5).UTC(), Pairs: []cursor.Pair{
+	saved := State{Space: "cluster/teleport", Saved: time.Unix(1700000000, 5).UTC(), Pairs: []db.Pair{
 		{Key: "search", Val: []byte(`{"from":1700000000}`)}, {Key: "seen/2026-12-04/x", Val: make([]byte, 32)},
 	}}
 	v2, leftOut, err := a.Save(ctx, saved)
@@ -48,13 +48,13 @@ func TestClaimSaveAndTakeOver(t *testing.T) {
 // A busy bulk export: positions of every chunk of three open dates, and a
 // day of the delivered-event index. The numbers say how much fits.
 func TestStateSize(t *testing.T) {
-	db := t.TempDir()
-	store, err := cursor.Open(db, nopLog{})
+	dir := t.TempDir()
+	store, err := db.Open(dir, nopLog{})
 	require.NoError(t, err)
 	defer store.Close()
 	sp := store.Space("cluster/teleport")
 	now := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
-	var marks []cursor.Mark
+	var marks []db.Mark
 	for d := range 3 {
 		date := now.AddDate(0, 0, -d).Format(time.DateOnly)
 		for range 500 {
@@ -70,9 +70,9 @@ func TestStateSize(t *testing.T) {
 
 	// The index of the last hour, in batches of 500 as commits write it.
 	for events := 0; events < 40000; events += 500 {
-		var seen []cursor.Seen
+		var seen []db.Seen
 		for range 500 {
-			seen = append(seen, cursor.Seen{Second: now.Unix() - 60, UID: randHex(16)})
+			seen = append(seen, db.Seen{Second: now.Unix() - 60, UID: randHex(16)})
 		}
 		require.NoError(t, sp.Commit(nil, seen))
 	}
@@ -84,9 +84,9 @@ func TestStateSize(t *testing.T) {
 
 	// Twice as many do not fit: the state goes without its index.
 	for events := 0; events < 40000; events += 500 {
-		var seen []cursor.Seen
+		var seen []db.Seen
 		for range 500 {
-			seen = append(seen, cursor.Seen{Second: now.Unix() - 60, UID: randHex(16)})
+			seen = append(seen, db.Seen{Second: now.Unix() - 60, UID: randHex(16)})
 		}
 		require.NoError(t, sp.Commit(nil, seen))
 	}

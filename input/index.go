@@ -5,7 +5,7 @@ import (
 	"slices"
 	"sync"
 
-	"github.com/fluent-bit-teleport/fluent-bit-teleport/cursor"
+	"github.com/fluent-bit-teleport/fluent-bit-teleport/db"
 )
 
 // indexBudget is how many uid hashes the index keeps in memory (16 bytes
@@ -33,13 +33,13 @@ type index struct {
 }
 
 type hourHashes struct {
-	hashes []cursor.UIDHash // sorted
+	hashes []db.UIDHash // sorted
 	used   uint64
 }
 
-// seenLoader reads the index entries of an hour (cursor.Space).
+// seenLoader reads the index entries of an hour (db.Space).
 type seenLoader interface {
-	LoadSeen(sec int64, fn func(cursor.UIDHash)) error
+	LoadSeen(sec int64, fn func(db.UIDHash)) error
 }
 
 func newIndex(db seenLoader) *index {
@@ -53,12 +53,12 @@ type indexError struct{ err error }
 func (e indexError) Error() string { return "cannot read the delivered-event index: " + e.err.Error() }
 func (e indexError) Unwrap() error { return e.err }
 
-func compareHash(a, b cursor.UIDHash) int { return bytes.Compare(a[:], b[:]) }
+func compareHash(a, b db.UIDHash) int { return bytes.Compare(a[:], b[:]) }
 
 // Seen implements teleportsrc.Index.
 func (i *index) Seen(sec int64, uid string) (bool, error) {
 	hour := sec - sec%3600
-	want := cursor.HashUID(uid)
+	want := db.HashUID(uid)
 	i.mu.Lock()
 	defer i.mu.Unlock()
 	i.clock++
@@ -67,9 +67,9 @@ func (i *index) Seen(sec int64, uid string) (bool, error) {
 		_, found := slices.BinarySearchFunc(h.hashes, want, compareHash)
 		return found, nil
 	}
-	var hashes []cursor.UIDHash
+	var hashes []db.UIDHash
 	found, tooLarge := false, false
-	err := i.db.LoadSeen(hour, func(h cursor.UIDHash) {
+	err := i.db.LoadSeen(hour, func(h db.UIDHash) {
 		found = found || h == want
 		if !tooLarge {
 			hashes = append(hashes, h)

@@ -8,11 +8,11 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/fluent-bit-teleport/fluent-bit-teleport/cursor"
+	"github.com/fluent-bit-teleport/fluent-bit-teleport/db"
 )
 
-func testSpace(t *testing.T) *cursor.Space {
-	s, err := cursor.Open(t.TempDir(), &lines{})
+func testSpace(t *testing.T) *db.Space {
+	s, err := db.Open(t.TempDir(), &lines{})
 	require.NoError(t, err)
 	t.Cleanup(func() { s.Close() })
 	return s.Space("mem/teleport.0")
@@ -22,10 +22,10 @@ func testSpace(t *testing.T) *cursor.Space {
 // never remembered as an hour without entries (which would send
 // duplicates).
 func TestIndexReadErrorsAreReturnedNotKept(t *testing.T) {
-	mem := cursor.NewMemory()
-	sp := cursor.New(mem).Space("mem/teleport.0")
+	mem := db.NewMemory()
+	sp := db.New(mem).Space("mem/teleport.0")
 	sec := t0.Add(90 * time.Minute).Unix()
-	require.NoError(t, sp.Commit(nil, []cursor.Seen{{Second: sec, UID: "a"}}))
+	require.NoError(t, sp.Commit(nil, []db.Seen{{Second: sec, UID: "a"}}))
 	idx := newIndex(sp)
 	mem.FailReads("/seen/", errDiskFull)
 	_, err := idx.Seen(sec, "a")
@@ -42,14 +42,14 @@ func TestIndexReadErrorsAreReturnedNotKept(t *testing.T) {
 func TestIndexMemoryIsBounded(t *testing.T) {
 	sp := testSpace(t)
 	hour := func(h int) int64 { return t0.Add(time.Duration(h) * time.Hour).Unix() }
-	var entries []cursor.Seen
+	var entries []db.Seen
 	for h := 0; h < 4; h++ {
 		for n := 0; n < 6; n++ {
-			entries = append(entries, cursor.Seen{Second: hour(h) + int64(n), UID: fmt.Sprintf("h%d-%d", h, n)})
+			entries = append(entries, db.Seen{Second: hour(h) + int64(n), UID: fmt.Sprintf("h%d-%d", h, n)})
 		}
 	}
 	for n := 0; n < 25; n++ {
-		entries = append(entries, cursor.Seen{Second: hour(9), UID: fmt.Sprintf("big-%d", n)})
+		entries = append(entries, db.Seen{Second: hour(9), UID: fmt.Sprintf("big-%d", n)})
 	}
 	require.NoError(t, sp.Commit(nil, entries))
 

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/fluent-bit-teleport/fluent-bit-teleport/conf"
-	"github.com/fluent-bit-teleport/fluent-bit-teleport/cursor"
+	"github.com/fluent-bit-teleport/fluent-bit-teleport/db"
 	"github.com/fluent-bit-teleport/fluent-bit-teleport/emit"
 	"github.com/fluent-bit-teleport/fluent-bit-teleport/metrics"
 	"github.com/fluent-bit-teleport/fluent-bit-teleport/teleportsrc"
@@ -38,9 +38,9 @@ type Options struct {
 	Now  func() time.Time
 	// Timing changes delays that are not settings (tests shorten them).
 	Timing Timing
-	// Store replaces the db directory of Config.DB (tests pass a
-	// cursor.Memory that fails on demand). The instance closes it.
-	Store *cursor.Store
+	// DB replaces the db directory of Config.DB (tests pass a
+	// db.Memory that fails on demand). The instance closes it.
+	DB *db.DB
 }
 
 // Timing holds the delays that are not settings. A zero field keeps its
@@ -93,8 +93,8 @@ type Instance struct {
 	log     Logger
 	dial    teleportsrc.Dialer
 	now     func() time.Time
-	store   *cursor.Store
-	space   atomic.Pointer[cursor.Space]
+	db      *db.DB
+	space   atomic.Pointer[db.Space]
 	readers atomic.Pointer[readers]
 	// unregisterMetrics removes the instance from the metrics endpoint.
 	unregisterMetrics func()
@@ -145,7 +145,7 @@ type Stats struct {
 	Blocked        atomic.Bool  // a fault retrying cannot heal holds the export
 }
 
-// New opens the position store; it does not touch the network, so it is
+// New opens the db; it does not touch the network, so it is
 // quick enough for Fluent Bit's Init. A store held by another process fails
 // here with an error that says so.
 func New(o Options) (*Instance, error) {
@@ -159,15 +159,15 @@ func New(o Options) (*Instance, error) {
 	if err != nil {
 		return nil, err
 	}
-	store := o.Store
+	store := o.DB
 	if store == nil {
-		if store, err = cursor.Open(o.Config.DB, o.Log); err != nil {
+		if store, err = db.Open(o.Config.DB, o.Log); err != nil {
 			return nil, err
 		}
 	}
 	x := &Instance{
 		cfg: o.Config, timing: o.Timing.withDefaults(), name: o.Name, log: o.Log, dial: o.Dial, now: o.Now,
-		store:    store,
+		db:       store,
 		lead:     lead,
 		audit:    emit.NewQueue(o.Config.BatchMaxRecords, o.Config.BatchMaxBytes),
 		sessions: emit.NewQueue(o.Config.BatchMaxRecords, o.Config.BatchMaxBytes),
@@ -229,7 +229,7 @@ func (x *Instance) stop(timeout time.Duration) {
 			x.log.Warnf("the fetcher did not stop within %s; leaving it to finish in the background", timeout)
 		}
 	}
-	if err := x.store.Close(); err != nil {
+	if err := x.db.Close(); err != nil {
 		x.log.Warnf("closing db %s: %v", x.cfg.DB, err)
 	}
 }
@@ -378,7 +378,7 @@ func (s sink) put(ctx context.Context, it emit.Item) error {
 	return err
 }
 
-func (s sink) Event(ctx context.Context, ev *teleportsrc.Event, after cursor.Mark) error {
+func (s sink) Event(ctx context.Context, ev *teleportsrc.Event, after db.Mark) error {
 	if err := s.x.waitRunning(ctx); err != nil {
 		return err
 	}
@@ -396,9 +396,9 @@ func (s sink) Event(ctx context.Context, ev *teleportsrc.Event, after cursor.Mar
 		out = append([]byte(nil), rec...)
 	}
 	s.x.encoders.Put(e)
-	var seen *cursor.Seen
+	var seen *db.Seen
 	if ev.Remember {
-		seen = &cursor.Seen{Second: ev.Seconds, UID: ev.ID}
+		seen = &db.Seen{Second: ev.Seconds, UID: ev.ID}
 	}
 	if err != nil {
 		// Never hand Fluent Bit a record that does not decode: one bad record
@@ -414,7 +414,7 @@ func (s sink) Event(ctx context.Context, ev *teleportsrc.Event, after cursor.Mar
 	return s.put(ctx, it)
 }
 
-func (s sink) Progress(ctx context.Context, at cursor.Mark) error {
+func (s sink) Progress(ctx context.Context, at db.Mark) error {
 	if err := s.x.waitRunning(ctx); err != nil {
 		return err
 	}

@@ -15,7 +15,7 @@ import (
 	"github.com/ugorji/go/codec"
 
 	"github.com/fluent-bit-teleport/fluent-bit-teleport/conf"
-	"github.com/fluent-bit-teleport/fluent-bit-teleport/cursor"
+	"github.com/fluent-bit-teleport/fluent-bit-teleport/db"
 	"github.com/fluent-bit-teleport/fluent-bit-teleport/emit"
 	"github.com/fluent-bit-teleport/fluent-bit-teleport/teleportsrc"
 	"github.com/fluent-bit-teleport/fluent-bit-teleport/teleportsrc/memlog"
@@ -61,8 +61,8 @@ type fixture struct {
 	identity string
 	db       string
 	now      time.Time
-	// mem, if set, is the position store instead of a db directory.
-	mem *cursor.Memory
+	// mem, if set, is the db instead of a db directory.
+	mem *db.Memory
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -93,7 +93,7 @@ func (f *fixture) startLogging(t *testing.T, dial teleportsrc.Dialer, l Logger, 
 	}
 	o := Options{Config: cfg, Name: "teleport.0", Log: l, Dial: dial, Now: func() time.Time { return f.now }, Timing: fast}
 	if f.mem != nil {
-		o.Store = cursor.New(f.mem)
+		o.DB = db.New(f.mem)
 	}
 	x, err := New(o)
 	require.NoError(t, err)

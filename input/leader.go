@@ -19,7 +19,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/fluent-bit-teleport/fluent-bit-teleport/conf"
-	"github.com/fluent-bit-teleport/fluent-bit-teleport/cursor"
+	"github.com/fluent-bit-teleport/fluent-bit-teleport/db"
 	"github.com/fluent-bit-teleport/fluent-bit-teleport/election"
 	"github.com/fluent-bit-teleport/fluent-bit-teleport/handover"
 	"github.com/fluent-bit-teleport/fluent-bit-teleport/metrics"
@@ -242,7 +242,7 @@ func (x *Instance) takeOver(ctx context.Context) bool {
 }
 
 // meta is the local db's record of the handed-over state.
-func (x *Instance) meta() *cursor.Space { return x.store.Space("handover/" + x.lead.lease) }
+func (x *Instance) meta() *db.Space { return x.db.Space("handover/" + x.lead.lease) }
 
 // restore copies the handed-over state into the local db unless the local
 // db is as new, and applies the replay margin after a holder that did not
@@ -259,7 +259,7 @@ func (x *Instance) restore(st *handover.State, prev, version string) error {
 	case prev == string(local):
 		x.log.Infof("db %s holds the newest position (this pod saved it last): continuing from it", x.cfg.DB)
 	default:
-		sp := x.store.Space(st.Space)
+		sp := x.db.Space(st.Space)
 		if err := sp.Replace(st.Pairs); err != nil {
 			return fmt.Errorf("writing db %s: %w", x.cfg.DB, err)
 		}
@@ -281,7 +281,7 @@ func (x *Instance) restore(st *handover.State, prev, version string) error {
 // replay moves the search position back by replay_margin: what the dead
 // holder's Fluent Bit took in that span may have died with it, and sinks
 // that drop duplicates by uid lose nothing by reading it again.
-func (x *Instance) replay(sp *cursor.Space) error {
+func (x *Instance) replay(sp *db.Space) error {
 	margin := x.cfg.Election.ReplayMargin
 	raw, ok, err := sp.Get(teleportsrc.SearchKey)
 	if err != nil || !ok || margin <= 0 {
@@ -293,7 +293,7 @@ func (x *Instance) replay(sp *cursor.Space) error {
 	}
 	pos = teleportsrc.SearchPosition{From: pos.From - int64(margin/time.Second), CheckUntil: pos.CheckUntil}
 	x.log.Infof("replay_margin %s: reading again from %s", margin, pos.FromTime().Format(time.RFC3339))
-	return sp.Commit([]cursor.Mark{pos}, nil)
+	return sp.Commit([]db.Mark{pos}, nil)
 }
 
 // saveLoop saves the position every handover_interval; a fenced save ends

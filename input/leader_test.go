@@ -9,7 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/fluent-bit-teleport/fluent-bit-teleport/conf"
-	"github.com/fluent-bit-teleport/fluent-bit-teleport/cursor"
+	"github.com/fluent-bit-teleport/fluent-bit-teleport/db"
 	"github.com/fluent-bit-teleport/fluent-bit-teleport/handover"
 	"github.com/fluent-bit-teleport/fluent-bit-teleport/teleportsrc"
 )
@@ -32,18 +32,18 @@ func TestIdentityFromDownwardAPI(t *testing.T) {
 // restore copies the handed-over state unless this pod saved it last, and
 // replays replay_margin after a holder that did not stop cleanly.
 func TestRestoreHandedOverState(t *testing.T) {
-	store, err := cursor.Open(filepath.Join(t.TempDir(), "db"), &lines{})
+	store, err := db.Open(filepath.Join(t.TempDir(), "db"), &lines{})
 	require.NoError(t, err)
 	defer store.Close()
 	cfg, err := conf.Parse(conf.MapGetter{"addr": "a:1", "identity_file": "i", "db": "d", "replay_margin": "30s"})
 	require.NoError(t, err)
 	l := &lines{}
-	x := &Instance{cfg: cfg, store: store, log: l, now: time.Now, lead: &leadership{lease: "lease"}}
+	x := &Instance{cfg: cfg, db: store, log: l, now: time.Now, lead: &leadership{lease: "lease"}}
 	sp := store.Space("c/teleport.0")
 	mine := teleportsrc.SearchPosition{From: 1000, Tail: []string{"a"}}
-	require.NoError(t, sp.Commit([]cursor.Mark{mine}, nil))
+	require.NoError(t, sp.Commit([]db.Mark{mine}, nil))
 	theirs := teleportsrc.SearchPosition{From: 2000, Tail: []string{"b"}}
-	st := &handover.State{Space: "c/teleport.0", Holder: "pod-b", Saved: time.Now(), Pairs: []cursor.Pair{{Key: teleportsrc.SearchKey, Val: theirs.Value()}}}
+	st := &handover.State{Space: "c/teleport.0", Holder: "pod-b", Saved: time.Now(), Pairs: []db.Pair{{Key: teleportsrc.SearchKey, Val: theirs.Value()}}}
 	search := func() teleportsrc.SearchPosition {
 		raw, _, err := sp.Get(teleportsrc.SearchKey)
 		require.NoError(t, err)

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/fluent-bit-teleport/fluent-bit-teleport/conf"
-	"github.com/fluent-bit-teleport/fluent-bit-teleport/cursor"
+	"github.com/fluent-bit-teleport/fluent-bit-teleport/db"
 	"github.com/fluent-bit-teleport/fluent-bit-teleport/teleportsrc"
 )
 
@@ -254,7 +254,7 @@ func (x *Instance) loadCredentials(creds *teleportsrc.Credentials) error {
 // from the mode saved there without repeating or losing events) and builds
 // the readers.
 func (x *Instance) prepare(ctx context.Context, clt teleportsrc.Client, cluster string) (*readers, error) {
-	sp := x.store.Space(cluster + "/" + x.name)
+	sp := x.db.Space(cluster + "/" + x.name)
 	st, err := loadState(sp)
 	if err != nil {
 		return nil, fmt.Errorf("reading db %s: %w; to start over, stop Fluent Bit and delete the db directory, or give this input another alias", x.cfg.DB, err)
@@ -290,7 +290,7 @@ func (x *Instance) prepare(ctx context.Context, clt teleportsrc.Client, cluster 
 		r.sessions = teleportsrc.NewSessions(teleportsrc.SessionConfig{
 			Concurrency: x.cfg.SessionConcurrency, Skip: x.cfg.SkipSessionTypes,
 			RetryMin: x.timing.SessionRetryMin, RetryMax: x.timing.SessionRetryMax,
-			Save: func(p teleportsrc.SessionPosition) error { return sp.Commit([]cursor.Mark{p}, nil) },
+			Save: func(p teleportsrc.SessionPosition) error { return sp.Commit([]db.Mark{p}, nil) },
 			Logf: x.log.Infof,
 		}, st.sessions, x.now)
 		watch = r.sessions.Watch

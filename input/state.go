@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/fluent-bit-teleport/fluent-bit-teleport/conf"
-	"github.com/fluent-bit-teleport/fluent-bit-teleport/cursor"
+	"github.com/fluent-bit-teleport/fluent-bit-teleport/db"
 	"github.com/fluent-bit-teleport/fluent-bit-teleport/teleportsrc"
 )
 
@@ -33,7 +33,7 @@ type state struct {
 	sessions   map[string]teleportsrc.SessionPosition
 }
 
-func loadState(sp *cursor.Space) (state, error) {
+func loadState(sp *db.Space) (state, error) {
 	var st state
 	mode, _, err := sp.Get(modeKey)
 	if err != nil {
@@ -65,7 +65,7 @@ func loadState(sp *cursor.Space) (state, error) {
 }
 
 // loadSearchPosition reads a search position saved under key, nil if none.
-func loadSearchPosition(sp *cursor.Space, key string) (*teleportsrc.SearchPosition, error) {
+func loadSearchPosition(sp *db.Space, key string) (*teleportsrc.SearchPosition, error) {
 	raw, ok, err := sp.Get(key)
 	if err != nil || !ok {
 		return nil, err
@@ -79,7 +79,7 @@ func loadSearchPosition(sp *cursor.Space, key string) (*teleportsrc.SearchPositi
 
 // startTime is where the export began: saved at the first start, so that
 // a restart before the first batch does not move it to a later "now".
-func (x *Instance) startTime(sp *cursor.Space, st state) time.Time {
+func (x *Instance) startTime(sp *db.Space, st state) time.Time {
 	if st.startTime != "" {
 		saved, err := time.Parse(time.RFC3339, st.startTime)
 		if err == nil {
@@ -105,7 +105,7 @@ func (x *Instance) startTime(sp *cursor.Space, st state) time.Time {
 // startAfter applies start_after_uid: at the first start it finds the
 // event and saves its second and the ids sent before it in that second, so
 // that every later start, in either mode, begins at the same place.
-func (x *Instance) startAfter(ctx context.Context, clt teleportsrc.Client, sp *cursor.Space, st state, start time.Time) (time.Time, []string, error) {
+func (x *Instance) startAfter(ctx context.Context, clt teleportsrc.Client, sp *db.Space, st state, start time.Time) (time.Time, []string, error) {
 	if st.startAfter == nil {
 		if x.cfg.StartAfterUID == "" {
 			return start, nil, nil
@@ -135,7 +135,7 @@ func (x *Instance) startAfter(ctx context.Context, clt teleportsrc.Client, sp *c
 
 // searchStart is the search reader's position, switching from the bulk
 // export if that ran last.
-func (x *Instance) searchStart(sp *cursor.Space, st state, start time.Time, startTail []string) (teleportsrc.SearchPosition, error) {
+func (x *Instance) searchStart(sp *db.Space, st state, start time.Time, startTail []string) (teleportsrc.SearchPosition, error) {
 	var pos teleportsrc.SearchPosition
 	switch {
 	case st.mode == conf.ModeBulk:
@@ -160,7 +160,7 @@ func (x *Instance) searchStart(sp *cursor.Space, st state, start time.Time, star
 		pos = teleportsrc.SearchPosition{From: start.Unix(), Tail: startTail}
 	}
 	// A later switch back to bulk saves its own switch point.
-	if err := sp.Commit([]cursor.Mark{pos, cursor.Delete(switchedKey)}, nil); err != nil {
+	if err := sp.Commit([]db.Mark{pos, db.Delete(switchedKey)}, nil); err != nil {
 		return pos, fmt.Errorf("writing db %s: %w", x.cfg.DB, err)
 	}
 	return pos, nil
@@ -170,7 +170,7 @@ func (x *Instance) searchStart(sp *cursor.Space, st state, start time.Time, star
 // over from the search, where the search left off (nil if it never ran); a
 // switch clears stale bulk positions and saves the switch point, so that
 // later starts begin there too.
-func (x *Instance) bulkStart(sp *cursor.Space, st state) (*teleportsrc.SearchPosition, teleportsrc.BulkState, error) {
+func (x *Instance) bulkStart(sp *db.Space, st state) (*teleportsrc.SearchPosition, teleportsrc.BulkState, error) {
 	if st.mode != conf.ModeSearch || st.search == nil {
 		return st.switched, st.bulk, nil
 	}

@@ -8,7 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/fluent-bit-teleport/fluent-bit-teleport/cursor"
+	"github.com/fluent-bit-teleport/fluent-bit-teleport/db"
 	"github.com/fluent-bit-teleport/fluent-bit-teleport/teleportsrc/memlog"
 )
 
@@ -19,7 +19,7 @@ var errDiskFull = errors.New("no space left on device")
 // between repeats only what was handed over unsaved.
 func TestCannotSaveThePosition(t *testing.T) {
 	f := newFixture(t)
-	f.mem = cursor.NewMemory()
+	f.mem = db.NewMemory()
 	ids := f.seed(90, "e")
 	x, l := f.start(t, nil, "batch_max_records", "30")
 	got := takeN(t, x, 30, true)
@@ -51,7 +51,7 @@ func TestCannotSaveThePosition(t *testing.T) {
 // again at the next start.
 func TestUnsavedBatchComesAgainAfterARestart(t *testing.T) {
 	f := newFixture(t)
-	f.mem = cursor.NewMemory()
+	f.mem = db.NewMemory()
 	ids := f.seed(20, "e")
 	x, _ := f.start(t, nil, "batch_max_records", "10")
 	require.Equal(t, ids[:10], takeN(t, x, 10, true))
@@ -69,7 +69,7 @@ func TestUnsavedBatchComesAgainAfterARestart(t *testing.T) {
 // answering "not seen" would send events again. New events still flow.
 func TestCannotReadTheIndex(t *testing.T) {
 	f := newFixture(t)
-	f.mem = cursor.NewMemory()
+	f.mem = db.NewMemory()
 	ids := f.seed(10, "e")
 	// Every event stays within settle_period of now, so the re-scan after
 	// a restart asks the index about each.

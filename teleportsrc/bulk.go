@@ -14,7 +14,7 @@ import (
 
 	"github.com/gravitational/trace"
 
-	"github.com/fluent-bit-teleport/fluent-bit-teleport/cursor"
+	"github.com/fluent-bit-teleport/fluent-bit-teleport/db"
 )
 
 // Cursor keys of the bulk export: one per chunk, one per finished date.
@@ -35,7 +35,7 @@ func newChunkPosition(date, chunk string) ChunkPosition {
 	return p
 }
 
-// Key implements cursor.Mark.
+// Key implements db.Mark.
 func (p ChunkPosition) Key() string {
 	if p.key != "" {
 		return p.key
@@ -43,7 +43,7 @@ func (p ChunkPosition) Key() string {
 	return bulkPrefix + p.Date + "/" + p.Chunk
 }
 
-// Value implements cursor.Mark.
+// Value implements db.Mark.
 func (p ChunkPosition) Value() []byte {
 	b, _ := json.Marshal(p)
 	return b
@@ -65,21 +65,21 @@ type BulkState struct {
 
 // Clear returns the marks that delete this state from its key space, for a
 // bulk export that starts over (after search ran).
-func (st BulkState) Clear() []cursor.Mark {
-	var marks []cursor.Mark
+func (st BulkState) Clear() []db.Mark {
+	var marks []db.Mark
 	for date := range st.DoneDates {
-		marks = append(marks, cursor.Delete(dateDone(date).Key()))
+		marks = append(marks, db.Delete(dateDone(date).Key()))
 	}
 	for _, chunks := range st.Chunks {
 		for _, p := range chunks {
-			marks = append(marks, cursor.Delete(p.Key()))
+			marks = append(marks, db.Delete(p.Key()))
 		}
 	}
 	return marks
 }
 
 // LoadBulkState reads the saved state from a key space.
-func LoadBulkState(sp *cursor.Space) (BulkState, error) {
+func LoadBulkState(sp *db.Space) (BulkState, error) {
 	st := BulkState{DoneDates: map[string]bool{}, Chunks: map[string]map[string]ChunkPosition{}}
 	err := sp.Scan(bulkPrefix, func(key string, val []byte) error {
 		rest := strings.TrimPrefix(key, bulkPrefix)
@@ -413,7 +413,7 @@ func (b *Bulk) finishDate(ctx context.Context, sink Sink, date string) error {
 		return err
 	}
 	for id := range chunks {
-		if err := sink.Progress(ctx, cursor.Delete(ChunkPosition{Date: date, Chunk: id}.Key())); err != nil {
+		if err := sink.Progress(ctx, db.Delete(ChunkPosition{Date: date, Chunk: id}.Key())); err != nil {
 			return err
 		}
 	}

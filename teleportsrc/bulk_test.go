@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/fluent-bit-teleport/fluent-bit-teleport/cursor"
+	"github.com/fluent-bit-teleport/fluent-bit-teleport/db"
 	"github.com/fluent-bit-teleport/fluent-bit-teleport/teleportsrc"
 	"github.com/fluent-bit-teleport/fluent-bit-teleport/teleportsrc/memlog"
 )
@@ -27,7 +27,7 @@ func (nolog) Debugf(string, ...any) {}
 // space, like a Fluent Bit that takes every batch, and can stop after n
 // events like a crash.
 type committing struct {
-	sp     *cursor.Space
+	sp     *db.Space
 	mu     sync.Mutex
 	ids    []string
 	stopAt int
@@ -35,31 +35,31 @@ type committing struct {
 
 var errCrash = fmt.Errorf("crash")
 
-func (c *committing) Event(_ context.Context, ev *teleportsrc.Event, after cursor.Mark) error {
+func (c *committing) Event(_ context.Context, ev *teleportsrc.Event, after db.Mark) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.stopAt > 0 && len(c.ids) >= c.stopAt {
 		return errCrash
 	}
 	c.ids = append(c.ids, ev.ID)
-	var seen []cursor.Seen
+	var seen []db.Seen
 	if ev.Remember {
-		seen = []cursor.Seen{{Second: ev.Seconds, UID: ev.ID}}
+		seen = []db.Seen{{Second: ev.Seconds, UID: ev.ID}}
 	}
-	return c.sp.Commit([]cursor.Mark{after}, seen)
+	return c.sp.Commit([]db.Mark{after}, seen)
 }
 
-func (c *committing) Progress(_ context.Context, at cursor.Mark) error {
+func (c *committing) Progress(_ context.Context, at db.Mark) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.stopAt > 0 && len(c.ids) >= c.stopAt {
 		return errCrash
 	}
-	return c.sp.Commit([]cursor.Mark{at}, nil)
+	return c.sp.Commit([]db.Mark{at}, nil)
 }
 
-func space(t *testing.T) *cursor.Space {
-	s, err := cursor.Open(t.TempDir(), nolog{})
+func space(t *testing.T) *db.Space {
+	s, err := db.Open(t.TempDir(), nolog{})
 	require.NoError(t, err)
 	t.Cleanup(func() { s.Close() })
 	return s.Space("mem/teleport.0")
@@ -172,7 +172,7 @@ func TestBulkFiltersStartTimeAndTheSwitchFromSearch(t *testing.T) {
 	// everything up to minute 20, and the index holds a recent one it
 	// delivered (minute 18).
 	sp := space(t)
-	require.NoError(t, sp.Commit(nil, []cursor.Seen{{Second: day.Add(18 * time.Minute).Unix(), UID: "d0-17"}}))
+	require.NoError(t, sp.Commit(nil, []db.Seen{{Second: day.Add(18 * time.Minute).Unix(), UID: "d0-17"}}))
 	after := teleportsrc.SearchPosition{From: day.Add(20 * time.Minute).Unix(), Tail: []string{"d0-19"}}
 	k = &committing{sp: sp}
 	switchedAt := day.Add(22 * time.Minute)
@@ -190,15 +190,15 @@ func TestBulkFiltersStartTimeAndTheSwitchFromSearch(t *testing.T) {
 	assert.ElementsMatch(t, want, k.ids, "from the switch point on, nothing twice and nothing lost")
 }
 
-type spaceIndex struct{ sp *cursor.Space }
+type spaceIndex struct{ sp *db.Space }
 
 func (i spaceIndex) Seen(sec int64, uid string) (bool, error) {
 	found := false
-	err := i.sp.LoadSeen(sec, func(h cursor.UIDHash) { found = found || h == cursor.HashUID(uid) })
+	err := i.sp.LoadSeen(sec, func(h db.UIDHash) { found = found || h == db.HashUID(uid) })
 	return found, err
 }
 
-func indexOf(sp *cursor.Space) teleportsrc.Index { return spaceIndex{sp} }
+func indexOf(sp *db.Space) teleportsrc.Index { return spaceIndex{sp} }
 
 func TestProbeBulk(t *testing.T) {
 	ok, err := teleportsrc.ProbeBulk(context.Background(), &memlog.Log{}, time.Now())
@@ -221,7 +221,7 @@ func TestBulkExportsTheRestOfTheSecondTheSearchStoppedIn(t *testing.T) {
 			after := teleportsrc.SearchPosition{From: sec.Unix(), Tail: []string{"a"}}
 			sp := space(t)
 			// What the search handed over, remembered as recent events.
-			require.NoError(t, sp.Commit(nil, []cursor.Seen{{Second: sec.Add(-time.Second).Unix(), UID: "before"}, {Second: sec.Unix(), UID: "a"}}))
+			require.NoError(t, sp.Commit(nil, []db.Seen{{Second: sec.Add(-time.Second).Unix(), UID: "before"}, {Second: sec.Unix(), UID: "a"}}))
 			k := &committing{sp: sp}
 			b := teleportsrc.NewBulk(teleportsrc.BulkConfig{Start: sec.Add(-time.Hour), Revisit: 2, Poll: time.Hour,
 				After: &after, Settle: 5 * time.Minute, Index: indexOf(sp)}, teleportsrc.BulkState{}, func() time.Time { return now })

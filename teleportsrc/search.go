@@ -13,17 +13,17 @@ import (
 	"github.com/gravitational/trace"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/fluent-bit-teleport/fluent-bit-teleport/cursor"
+	"github.com/fluent-bit-teleport/fluent-bit-teleport/db"
 )
 
 // Sink receives what the readers produce, in order. Both calls may block
 // (bounded queue) and return ctx.Err() when the input stops.
 type Sink interface {
 	// Event hands over one event and the position just after it.
-	Event(ctx context.Context, ev *Event, after cursor.Mark) error
+	Event(ctx context.Context, ev *Event, after db.Mark) error
 	// Progress records a position reached without an event to hand over
 	// (a filtered event, an empty time window, a finished chunk).
-	Progress(ctx context.Context, at cursor.Mark) error
+	Progress(ctx context.Context, at db.Mark) error
 }
 
 // Index answers whether the event uid of second sec was handed over
@@ -35,7 +35,7 @@ type Index interface {
 	Seen(sec int64, uid string) (bool, error)
 }
 
-// SearchKey is the cursor key of the search reader.
+// SearchKey is the db key of the search reader.
 const SearchKey = "search"
 
 // SearchPosition is where the search reader resumes: every event before
@@ -51,10 +51,10 @@ type SearchPosition struct {
 	CheckUntil int64 `json:"check_until,omitempty"`
 }
 
-// Key implements cursor.Mark.
+// Key implements db.Mark.
 func (p SearchPosition) Key() string { return SearchKey }
 
-// Value implements cursor.Mark.
+// Value implements db.Mark.
 func (p SearchPosition) Value() []byte {
 	b, _ := json.Marshal(p) // a struct of ints and strings cannot fail
 	return b

@@ -16,7 +16,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
-	"github.com/fluent-bit-teleport/fluent-bit-teleport/cursor"
+	"github.com/fluent-bit-teleport/fluent-bit-teleport/db"
 	"github.com/fluent-bit-teleport/fluent-bit-teleport/teleportsrc"
 	"github.com/fluent-bit-teleport/fluent-bit-teleport/teleportsrc/memlog"
 )
@@ -26,11 +26,11 @@ type sink struct {
 	mu       sync.Mutex
 	ids      []string
 	sessions []string // Session of each event
-	marks    []cursor.Mark
+	marks    []db.Mark
 	remember []bool
 }
 
-func (s *sink) Event(_ context.Context, e *teleportsrc.Event, after cursor.Mark) error {
+func (s *sink) Event(_ context.Context, e *teleportsrc.Event, after db.Mark) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.ids = append(s.ids, e.ID)
@@ -40,7 +40,7 @@ func (s *sink) Event(_ context.Context, e *teleportsrc.Event, after cursor.Mark)
 	return nil
 }
 
-func (s *sink) Progress(_ context.Context, at cursor.Mark) error {
+func (s *sink) Progress(_ context.Context, at db.Mark) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.marks = append(s.marks, at)
@@ -58,7 +58,7 @@ func (s *sink) last() teleportsrc.SearchPosition {
 }
 
 // lastMark is the newest position handed over, or nil.
-func (s *sink) lastMark() cursor.Mark {
+func (s *sink) lastMark() db.Mark {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.marks) == 0 {

@@ -12,7 +12,7 @@ import (
 	"github.com/gravitational/trace"
 	"google.golang.org/protobuf/encoding/protowire"
 
-	"github.com/fluent-bit-teleport/fluent-bit-teleport/cursor"
+	"github.com/fluent-bit-teleport/fluent-bit-teleport/db"
 )
 
 const sessionPrefix = "session/"
@@ -29,7 +29,7 @@ type SessionPosition struct {
 	key  string // built once: the queue compares keys per event
 }
 
-// Key implements cursor.Mark.
+// Key implements db.Mark.
 func (p SessionPosition) Key() string {
 	if p.key != "" {
 		return p.key
@@ -37,14 +37,14 @@ func (p SessionPosition) Key() string {
 	return sessionPrefix + p.SID
 }
 
-// Value implements cursor.Mark.
+// Value implements db.Mark.
 func (p SessionPosition) Value() []byte {
 	b, _ := json.Marshal(p)
 	return b
 }
 
 // LoadSessions reads the saved recording states of a key space.
-func LoadSessions(sp *cursor.Space) (map[string]SessionPosition, error) {
+func LoadSessions(sp *db.Space) (map[string]SessionPosition, error) {
 	out := map[string]SessionPosition{}
 	err := sp.Scan(sessionPrefix, func(key string, val []byte) error {
 		var p SessionPosition
@@ -391,7 +391,7 @@ func (m *Sessions) pruneDone(ctx context.Context, sink Sink) {
 	}
 	m.mu.Unlock()
 	for _, sid := range old {
-		_ = sink.Progress(ctx, cursor.Delete(SessionPosition{SID: sid}.Key()))
+		_ = sink.Progress(ctx, db.Delete(SessionPosition{SID: sid}.Key()))
 	}
 }
 

@@ -14,7 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/fluent-bit-teleport/fluent-bit-teleport/cursor"
+	"github.com/fluent-bit-teleport/fluent-bit-teleport/db"
 	"github.com/fluent-bit-teleport/fluent-bit-teleport/teleportsrc"
 	"github.com/fluent-bit-teleport/fluent-bit-teleport/teleportsrc/memlog"
 )
@@ -301,7 +301,7 @@ type fullQueue struct {
 	once    sync.Once
 }
 
-func (f *fullQueue) Event(ctx context.Context, e *teleportsrc.Event, after cursor.Mark) error {
+func (f *fullQueue) Event(ctx context.Context, e *teleportsrc.Event, after db.Mark) error {
 	f.once.Do(func() { close(f.blocked) })
 	<-ctx.Done()
 	return ctx.Err()

@@ -257,7 +257,7 @@ func checkDeployment(t *testing.T, o object, d *appsv1.Deployment, img dockerIma
 		t.Errorf("%s: replicas must be set to 1", o)
 	}
 	if d.Spec.Strategy.Type != appsv1.RecreateDeploymentStrategyType {
-		t.Errorf("%s: strategy must be Recreate (the old pod must release the volume and the position store first), got %q", o, d.Spec.Strategy.Type)
+		t.Errorf("%s: strategy must be Recreate (the old pod must release the volume and the db first), got %q", o, d.Spec.Strategy.Type)
 	}
 	env, in, fb, mountOf := checkPod(t, o, d.Spec.Selector, d.Spec.Template, img, cfgText, configMaps, services)
 	if env["TELEPORT_LEADER_ELECTION"] != "" {

@@ -487,7 +487,7 @@ func (f *esFake) sentActions() []esAction {
 
 // Elasticsearch: bulk index actions keyed on the event uid, in daily indices
 // named by the event's date, audit and session apart; a second export of the
-// same events (a fresh position store) re-sends the same _index/_id pairs,
+// same events (a fresh db) re-sends the same _index/_id pairs,
 // Elasticsearch keeps one document each, and Fluent Bit takes the answers as
 // success (with create, a request of duplicates only would be retried
 // forever).
@@ -523,7 +523,7 @@ func TestDestinationElasticsearch(t *testing.T) {
 				s.checkBody(t, "es "+a.index, doc, "@timestamp")
 			}
 
-			// Export the same events again from a fresh position store: the
+			// Export the same events again from a fresh db: the
 			// same _index/_id pairs come again and rewrite the same documents.
 			require.NoError(t, os.RemoveAll(d.env.db))
 			p = startFluentBit(t, fluentBit(t), "-c", d.conf)
@@ -556,7 +556,7 @@ func TestDestinationElasticsearch(t *testing.T) {
 // logs-teleport.audit-default without an _id, each document the event's JSON
 // text in "message" (what the integration's ingest pipeline decodes) and
 // @timestamp, nothing else; the text decodes to exactly the event. A second
-// export of the same events (a fresh position store) is accepted and indexed
+// export of the same events (a fresh db) is accepted and indexed
 // again: the data stream then holds each event.id twice, as the example says.
 func TestDestinationElasticIntegration(t *testing.T) {
 	for _, f := range destinationExamples(t, "elastic-integration") {
@@ -590,7 +590,7 @@ func TestDestinationElasticIntegration(t *testing.T) {
 				}
 			}
 
-			// Export the same events again from a fresh position store: each
+			// Export the same events again from a fresh db: each
 			// is indexed a second time, under a new _id.
 			require.NoError(t, os.RemoveAll(d.env.db))
 			p := startFluentBit(t, fluentBit(t), "-c", d.conf)

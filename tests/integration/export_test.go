@@ -313,7 +313,7 @@ func TestStartTimeIsIgnoredOnceACursorExists(t *testing.T) {
 	logHas(t, h2, 10*time.Second, "start_time "+other.Format(time.RFC3339)+" is ignored")
 	res, err := h2.Collect(idx, 2)
 	require.NoError(t, err)
-	assert.Zero(t, res.Records, "the cursor wins: nothing is exported again")
+	assert.Zero(t, res.Records, "the db's position wins: nothing is exported again")
 }
 
 func TestSecondProcessOnTheSameDBGetsAClearError(t *testing.T) {

@@ -13,7 +13,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/fluent-bit-teleport/fluent-bit-teleport/cursor"
+	"github.com/fluent-bit-teleport/fluent-bit-teleport/db"
 	"github.com/fluent-bit-teleport/fluent-bit-teleport/election"
 	"github.com/fluent-bit-teleport/fluent-bit-teleport/handover"
 	"github.com/fluent-bit-teleport/fluent-bit-teleport/tests/testenv"
@@ -73,7 +73,7 @@ func TestLeaseAndHandoverWithTheManifestRole(t *testing.T) {
 	st, _, _, err := ka.Claim(ctx)
 	require.NoError(t, err)
 	require.Nil(t, st)
-	saved := handover.State{Space: "cluster/teleport", Saved: time.Now().UTC(), Pairs: []cursor.Pair{{Key: "search", Val: []byte(`{"from":1}`)}}}
+	saved := handover.State{Space: "cluster/teleport", Saved: time.Now().UTC(), Pairs: []db.Pair{{Key: "search", Val: []byte(`{"from":1}`)}}}
 	v1, _, err := ka.Save(ctx, saved)
 	require.NoError(t, err)
 
@@ -122,7 +122,7 @@ func TestLargestStateFits(t *testing.T) {
 	// Uid hashes do not compress: random bytes just under the limit.
 	val := make([]byte, handover.MaxStateBytes-1024)
 	_, _ = rand.Read(val)
-	pairs := []cursor.Pair{{Key: "search", Val: []byte(`{"from":1}`)}, {Key: "seen/2026-12-04/x", Val: val}}
+	pairs := []db.Pair{{Key: "search", Val: []byte(`{"from":1}`)}, {Key: "seen/2026-12-04/x", Val: val}}
 	size := handover.Size(pairs)
 	require.LessOrEqual(t, size, handover.MaxStateBytes)
 	require.Greater(t, size, handover.MaxStateBytes-2048)

@@ -1,7 +1,7 @@
-// Package cursor keeps each input's export position in a key-value store
+// Package db keeps each input's export position in the db, a key-value store
 // (an embedded Badger database, or memory in tests), so a restart resumes
 // where Fluent Bit last took events.
-package cursor
+package db
 
 import (
 	"errors"
@@ -13,7 +13,7 @@ import (
 	"time"
 )
 
-// Backend is what a Store keeps its keys in: Badger on disk (Open), or
+// Backend is what a DB keeps its keys in: Badger on disk (Open), or
 // Memory, which tests make fail on demand.
 type Backend interface {
 	// Get returns the value of key, or ok=false when it is not set.
@@ -84,10 +84,10 @@ const seenPrefix = "seen/"
 // seenSeq keeps index keys of one process unique.
 var seenSeq atomic.Uint64
 
-// Store is one position store. Inputs in one process that name the same db
+// DB is one db directory's store. Inputs in one process that name the same
 // directory share it (Open); Badger's directory lock keeps other processes
 // out.
-type Store struct {
+type DB struct {
 	kv   Backend
 	dir  string // the shared directory, "" if not shared
 	refs int
@@ -95,14 +95,14 @@ type Store struct {
 
 var (
 	openMu sync.Mutex
-	open   = map[string]*Store{}
+	open   = map[string]*DB{}
 )
 
 // New makes a store of a backend; its Close closes the backend.
-func New(kv Backend) *Store { return &Store{kv: kv, refs: 1} }
+func New(kv Backend) *DB { return &DB{kv: kv, refs: 1} }
 
 // Close releases this handle; the last one closes the backend.
-func (s *Store) Close() error {
+func (s *DB) Close() error {
 	openMu.Lock()
 	defer openMu.Unlock()
 	if s.refs == 0 {
@@ -119,11 +119,11 @@ func (s *Store) Close() error {
 }
 
 // Space returns the key space of one input (cluster name plus instance name).
-func (s *Store) Space(name string) *Space {
+func (s *DB) Space(name string) *Space {
 	return &Space{kv: s.kv, prefix: name + "/"}
 }
 
-// Space is one input's keys inside a Store.
+// Space is one input's keys inside a DB.
 type Space struct {
 	kv     Backend
 	prefix string

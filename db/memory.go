@@ -1,4 +1,4 @@
-package cursor
+package db
 
 import (
 	"bytes"

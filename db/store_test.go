@@ -1,4 +1,4 @@
-package cursor
+package db
 
 import (
 	"errors"
@@ -131,7 +131,7 @@ func TestBadgerLogsThroughTheLogger(t *testing.T) {
 
 // A second process on the same directory must get a clear error.
 func TestSecondProcessGetsClearError(t *testing.T) {
-	if dir := os.Getenv("CURSOR_TEST_OPEN"); dir != "" {
+	if dir := os.Getenv("DB_TEST_OPEN"); dir != "" {
 		_, err := Open(dir, testLog{t})
 		fmt.Printf("child-result: %v\n", err)
 		return
@@ -142,14 +142,14 @@ func TestSecondProcessGetsClearError(t *testing.T) {
 	defer s.Close()
 
 	cmd := exec.Command(os.Args[0], "-test.run=^TestSecondProcessGetsClearError$")
-	cmd.Env = append(os.Environ(), "CURSOR_TEST_OPEN="+dir)
+	cmd.Env = append(os.Environ(), "DB_TEST_OPEN="+dir)
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, string(out))
 	assert.Contains(t, string(out), "is in use by another process (another Fluent Bit?): each Fluent Bit needs its own db directory")
 }
 
 // backends are the stores a test runs on: Badger and Memory behave alike.
-func backends(t *testing.T) map[string]*Store {
+func backends(t *testing.T) map[string]*DB {
 	b, err := Open(t.TempDir(), testLog{t})
 	require.NoError(t, err)
 	m := New(NewMemory())
@@ -157,7 +157,7 @@ func backends(t *testing.T) map[string]*Store {
 		assert.NoError(t, b.Close())
 		assert.NoError(t, m.Close())
 	})
-	return map[string]*Store{"badger": b, "memory": m}
+	return map[string]*DB{"badger": b, "memory": m}
 }
 
 func TestDeleteMarksIndexScanAndPrune(t *testing.T) {
@@ -166,7 +166,7 @@ func TestDeleteMarksIndexScanAndPrune(t *testing.T) {
 	}
 }
 
-func testDeleteMarksIndexScanAndPrune(t *testing.T, s *Store) {
+func testDeleteMarksIndexScanAndPrune(t *testing.T, s *DB) {
 	sp := s.Space("c/i")
 	day := func(d int) int64 { return time.Date(2026, 1, d, 5, 30, 0, 0, time.UTC).Unix() }
 	require.NoError(t, sp.Commit([]Mark{mark{"bulk/2026-01-01/a", "1"}, mark{"bulk/2026-01-01/b", "2"}, mark{"bulk/2026-01-02/c", "3"}},
@@ -211,7 +211,7 @@ func TestIndexIsKeptByHour(t *testing.T) {
 	}
 }
 
-func testIndexIsKeptByHour(t *testing.T, s *Store) {
+func testIndexIsKeptByHour(t *testing.T, s *DB) {
 	sp := s.Space("c/i")
 	at := func(h, m int) int64 { return time.Date(2026, 1, 1, h, m, 0, 0, time.UTC).Unix() }
 	require.NoError(t, sp.Commit(nil, []Seen{{at(5, 0), "five"}, {at(5, 59), "five-59"}, {at(6, 0), "six"}, {at(23, 59), "late"}}))

@@ -1,4 +1,4 @@
-package cursor
+package db
 
 import (
 	"errors"
@@ -24,9 +24,9 @@ type Logger interface {
 // and overwritten, so this reclaims little but keeps the disk bounded.
 const gcInterval = 10 * time.Minute
 
-// Open opens (or shares) the Badger store in dir, creating the directory
+// Open opens (or shares) the Badger db in dir, creating the directory
 // with mode 0700. Close must be called once per Open.
-func Open(dir string, log Logger) (*Store, error) {
+func Open(dir string, log Logger) (*DB, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, fmt.Errorf("db %q: %w", dir, err)
@@ -46,11 +46,11 @@ func Open(dir string, log Logger) (*Store, error) {
 		if strings.Contains(err.Error(), "Cannot acquire directory lock") {
 			return nil, fmt.Errorf("db %q is in use by another process (another Fluent Bit?): each Fluent Bit needs its own db directory", dir)
 		}
-		return nil, fmt.Errorf("db %q: cannot open the position store: %w", dir, err)
+		return nil, fmt.Errorf("db %q: cannot open it: %w", dir, err)
 	}
 	kv := &badgerKV{db: db, stop: make(chan struct{}), done: make(chan struct{})}
 	go kv.collectGarbage(gcInterval)
-	s := &Store{kv: kv, dir: abs, refs: 1}
+	s := &DB{kv: kv, dir: abs, refs: 1}
 	open[abs] = s
 	return s, nil
 }
