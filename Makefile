@@ -3,7 +3,7 @@ GO        ?= go
 BUILD     ?= build
 PLUGIN    := $(BUILD)/in_teleport.so
 GOFLAGS_BUILD := -buildmode=c-shared -trimpath -ldflags "-s -w"
-SOURCES   := $(shell find conf db emit input plugin teleportsrc -name '*.go' -not -name '*_test.go') plugin/shim.c plugin/shim.h go.mod go.sum
+SOURCES   := $(shell find conf db election emit handover input metrics plugin teleportsrc -name '*.go' -not -name '*_test.go') plugin/shim.c plugin/shim.h go.mod go.sum
 
 .PHONY: build test unit integration e2e bench demo run clean kube
 

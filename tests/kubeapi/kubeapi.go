@@ -18,6 +18,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	"math/big"
 	"net"
 	"net/http"
@@ -233,7 +234,38 @@ func (c *Cluster) GrantManifestRole(t testing.TB, manifest, ns string) *rbacv1.R
 	if err != nil {
 		t.Fatalf("binding the manifest's Role: %v", err)
 	}
+	c.waitGranted(t, role, ns)
 	return role
+}
+
+// waitGranted polls until the API server's RBAC authorizer allows every
+// rule of role to PluginUser: it reads Roles and RoleBindings from informer
+// caches, so a new binding takes effect a moment after it is created (a
+// first request could be forbidden).
+func (c *Cluster) waitGranted(t testing.TB, role *rbacv1.Role, ns string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for _, rule := range role.Rules {
+		for _, group := range rule.APIGroups {
+			for _, res := range rule.Resources {
+				for _, verb := range rule.Verbs {
+					attrs := &authorizationv1.ResourceAttributes{Namespace: ns, Verb: verb, Group: group, Resource: res}
+					for {
+						sar, err := c.Admin.AuthorizationV1().SubjectAccessReviews().Create(context.Background(),
+							&authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+								User: PluginUser, ResourceAttributes: attrs}}, metav1.CreateOptions{})
+						if err == nil && sar.Status.Allowed {
+							break
+						}
+						if time.Now().After(deadline) {
+							t.Fatalf("the manifest's Role was not in effect for %s %s/%s after 30 s (err %v)", verb, group, res, err)
+						}
+						time.Sleep(50 * time.Millisecond)
+					}
+				}
+			}
+		}
+	}
 }
 
 // Proxy forwards TCP connections to the API server until it is cut: then
