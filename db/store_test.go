@@ -7,31 +7,16 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/fluent-bit-teleport/fluent-bit-teleport/tests/testenv"
 )
 
 type testLog struct{ t testing.TB }
-
-// recordLog keeps the lines it gets.
-type recordLog struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func (l *recordLog) add(level, f string, a ...any) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.lines = append(l.lines, level+" "+fmt.Sprintf(f, a...))
-}
-func (l *recordLog) Errorf(f string, a ...any) { l.add("error", f, a...) }
-func (l *recordLog) Warnf(f string, a ...any)  { l.add("warn", f, a...) }
-func (l *recordLog) Infof(f string, a ...any)  { l.add("info", f, a...) }
-func (l *recordLog) Debugf(f string, a ...any) { l.add("debug", f, a...) }
 
 func (l testLog) Errorf(f string, a ...any) { l.t.Logf("error: "+f, a...) }
 func (l testLog) Warnf(f string, a ...any)  { l.t.Logf("warn: "+f, a...) }
@@ -120,13 +105,13 @@ func TestLargeCommitIsSplit(t *testing.T) {
 
 // Badger's warnings and errors reach the input's log; its chatter does not.
 func TestBadgerLogsThroughTheLogger(t *testing.T) {
-	l := &recordLog{}
+	l := &testenv.Log{}
 	opt := smallOptions(t.TempDir(), l)
 	opt.Warningf("compaction of %d tables failed", 2)
 	opt.Errorf("cannot open %s", "x")
 	opt.Infof("replaying file %d", 1)
 	opt.Debugf("lots of detail")
-	assert.Equal(t, []string{"warn badger: compaction of 2 tables failed", "error badger: cannot open x"}, l.lines)
+	assert.Equal(t, []string{"warn badger: compaction of 2 tables failed", "error badger: cannot open x"}, l.Lines())
 }
 
 // A second process on the same directory must get a clear error.

@@ -58,8 +58,8 @@ func TestBulkOnAClusterWithoutItIsLoggedOnceAndRechecked(t *testing.T) {
 	x, l := f.start(t, c.dial, "export_mode", "bulk")
 	const line = "export_mode is bulk, but Teleport at mem:1 has no bulk export"
 	require.Eventually(t, func() bool { return c.pings.Load() >= 4 }, 10*time.Second, 5*time.Millisecond, "re-checked")
-	assert.Equal(t, 1, l.count(line), "logged once")
-	assert.True(t, l.has("set export_mode to auto or search"))
+	assert.Equal(t, 1, l.Count(line), "logged once")
+	assert.True(t, l.Has("set export_mode to auto or search"))
 	assert.Equal(t, int64(1), x.Stats().Errors.Load(), "counted once")
 	assert.True(t, x.Snapshot().Blocked)
 
@@ -67,7 +67,7 @@ func TestBulkOnAClusterWithoutItIsLoggedOnceAndRechecked(t *testing.T) {
 	c.bulk.Store(true)
 	assert.ElementsMatch(t, ids, takeN(t, x, len(ids), true))
 	assert.False(t, x.Snapshot().Blocked)
-	assert.True(t, l.has("no longer blocked"))
+	assert.True(t, l.Has("no longer blocked"))
 }
 
 // A reconnect that reaches another cluster than the one this input exports
@@ -82,15 +82,15 @@ func TestAnotherClusterIsLoggedOnceAndRechecked(t *testing.T) {
 	c.name.Store("other")
 	f.log.FailNext(errors.New("unavailable")) // the connection drops
 	const line = `connected to cluster "other" at mem:1, but this input exports cluster "mem"`
-	require.Eventually(t, func() bool { return l.has(line) }, 10*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return l.Has(line) }, 10*time.Second, 5*time.Millisecond)
 	pings := c.pings.Load()
 	require.Eventually(t, func() bool { return c.pings.Load() >= pings+3 }, 10*time.Second, 5*time.Millisecond, "re-checked")
-	assert.Equal(t, 1, l.count(line), "logged once")
+	assert.Equal(t, 1, l.Count(line), "logged once")
 	assert.True(t, x.Snapshot().Blocked)
 
 	c.name.Store("mem")
 	more := f.seedBatch(2, "n", t0.Add(time.Minute))
 	assert.Equal(t, more, takeN(t, x, len(more), true))
-	assert.True(t, l.has("no longer blocked"))
+	assert.True(t, l.Has("no longer blocked"))
 	assert.False(t, x.Snapshot().Blocked)
 }

@@ -20,38 +20,15 @@ import (
 	"github.com/fluent-bit-teleport/fluent-bit-teleport/teleportsrc"
 	"github.com/fluent-bit-teleport/fluent-bit-teleport/teleportsrc/memlog"
 	"github.com/fluent-bit-teleport/fluent-bit-teleport/tests/teleportfake"
+	"github.com/fluent-bit-teleport/fluent-bit-teleport/tests/testenv"
 )
 
 // fast keeps the tests quick; trimming runs all along them.
 var fast = Timing{RetryMin: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond, PruneEvery: 5 * time.Millisecond,
 	BlockedRetry: 20 * time.Millisecond}
 
-type lines struct {
-	mu sync.Mutex
-	l  []string
-}
-
-func (l *lines) add(level, f string, a ...any) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.l = append(l.l, level+" "+fmt.Sprintf(f, a...))
-}
-func (l *lines) Errorf(f string, a ...any) { l.add("error", f, a...) }
-func (l *lines) Warnf(f string, a ...any)  { l.add("warn", f, a...) }
-func (l *lines) Infof(f string, a ...any)  { l.add("info", f, a...) }
-func (l *lines) Debugf(f string, a ...any) { l.add("debug", f, a...) }
-func (l *lines) has(s string) bool         { return l.count(s) > 0 }
-func (l *lines) count(s string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	n := 0
-	for _, x := range l.l {
-		if strings.Contains(x, s) {
-			n++
-		}
-	}
-	return n
-}
+// lines is the logger the input tests read back.
+type lines = testenv.Log
 
 var t0 = time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)
 
@@ -174,7 +151,7 @@ func TestPositionMovesOnlyWithCommit(t *testing.T) {
 func TestFirstStartSavesItsStart(t *testing.T) {
 	f := newFixture(t)
 	x, l := f.start(t, nil, "start_time", "now")
-	require.Eventually(t, func() bool { return l.has("starting at " + f.now.Format(time.RFC3339)) }, 10*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return l.Has("starting at " + f.now.Format(time.RFC3339)) }, 10*time.Second, 10*time.Millisecond)
 	x.Stop(time.Second)
 
 	// Events after the first start arrive even though "now" has moved on.
@@ -194,7 +171,7 @@ func TestChangedStartTimeIsIgnoredWithAWarning(t *testing.T) {
 	f.log.Add(memlog.Event("new", "user.login", t0.Add(time.Minute)))
 	y, l := f.start(t, nil, "start_time", t0.Add(-24*time.Hour).Format(time.RFC3339))
 	assert.Equal(t, []string{"new"}, uidsOf(t, take(t, y)), "the saved position wins")
-	assert.True(t, l.has("start_time "+t0.Add(-24*time.Hour).Format(time.RFC3339)+" is ignored"))
+	assert.True(t, l.Has("start_time "+t0.Add(-24*time.Hour).Format(time.RFC3339)+" is ignored"))
 }
 
 func TestPauseStopsQueries(t *testing.T) {
@@ -248,9 +225,9 @@ func TestWarnsOnceBeforeTheIdentityExpires(t *testing.T) {
 	f.now = expiry.Add(-10 * time.Minute)
 	x, l := f.start(t, nil, "status_interval", "0")
 	warning := "warn identity file " + f.identity + " expires at " + expiry.UTC().Format(time.RFC3339) + " (in 10m0s) and has not been renewed"
-	require.Eventually(t, func() bool { return l.has(warning) }, 5*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return l.Has(warning) }, 5*time.Second, 5*time.Millisecond)
 	require.NoError(t, x.loadCredentials(teleportsrc.NewCredentials(credentialFiles(x.cfg)))) // as the 5 s check does
-	assert.Equal(t, 1, l.count(warning), "once")
+	assert.Equal(t, 1, l.Count(warning), "once")
 }
 
 func TestRetriesAndReportsConnectionErrors(t *testing.T) {
@@ -269,7 +246,7 @@ func TestRetriesAndReportsConnectionErrors(t *testing.T) {
 	}
 	x, l := f.start(t, dial)
 	assert.Equal(t, ids, takeN(t, x, len(ids), true))
-	assert.True(t, l.has("nothing accepts connections at mem:1"))
+	assert.True(t, l.Has("nothing accepts connections at mem:1"))
 	assert.GreaterOrEqual(t, x.Stats().Retries.Load(), int64(2))
 	assert.True(t, x.Stats().Connected.Load())
 }
@@ -288,7 +265,7 @@ func TestStopDoesNotWaitForTheNetwork(t *testing.T) {
 	begin := time.Now()
 	x.Stop(200 * time.Millisecond)
 	assert.Less(t, time.Since(begin), time.Second)
-	assert.True(t, l.has("did not stop within"), l.l)
+	assert.True(t, l.Has("did not stop within"), l.Lines())
 }
 
 // The housekeeping goroutine trims the index by the search's position while
@@ -327,7 +304,7 @@ func TestStopWaitsForTheStatusLoop(t *testing.T) {
 		require.Fail(t, "no status line")
 	}
 	x.Stop(100 * time.Millisecond)
-	assert.True(t, l.has("did not stop within"), "Stop waited for the status loop")
+	assert.True(t, l.Has("did not stop within"), "Stop waited for the status loop")
 	select {
 	case <-x.done:
 		assert.Fail(t, "done while the status loop still runs")

@@ -56,13 +56,13 @@ func TestRestoreHandedOverState(t *testing.T) {
 	require.NoError(t, x.meta().Set(versionKey, []byte("7")))
 	require.NoError(t, x.restore(st, "7", "8"))
 	require.Equal(t, mine, search())
-	require.True(t, l.has("holds the newest position"))
+	require.True(t, l.Has("holds the newest position"))
 
 	// Another pod wrote since (version 9): its state replaces the db, read
 	// again from 30 s before, as it did not stop cleanly.
 	require.NoError(t, x.restore(st, "9", "10"))
 	require.Equal(t, teleportsrc.SearchPosition{From: 1970}, search())
-	require.True(t, l.has("continuing from the position pod-b handed over"))
+	require.True(t, l.Has("continuing from the position pod-b handed over"))
 
 	// A clean stop: no replay.
 	st.Clean = true

@@ -38,7 +38,7 @@ func TestAutoModeUsesBulkExportWhereTheClusterHasIt(t *testing.T) {
 	x, l := f.start(t, nil)
 	assert.ElementsMatch(t, ids, takeN(t, x, len(ids), true))
 	assert.Equal(t, "bulk", x.Snapshot().Mode)
-	assert.True(t, l.has("export_mode auto: the cluster supports bulk export, so the plugin uses bulk"))
+	assert.True(t, l.Has("export_mode auto: the cluster supports bulk export, so the plugin uses bulk"))
 	assert.Zero(t, f.log.Calls("SearchEvents"))
 }
 
@@ -56,7 +56,7 @@ func TestSwitchFromSearchToBulk(t *testing.T) {
 	rest := takeN(t, y, len(ids)-len(first), true)
 	assert.ElementsMatch(t, ids, append(first, rest...), "nothing twice, nothing lost")
 	assert.Equal(t, "bulk", y.Snapshot().Mode)
-	assert.True(t, l.has("switching from search to bulk export"))
+	assert.True(t, l.Has("switching from search to bulk export"))
 	var more []string
 	require.Eventually(t, func() bool {
 		b := y.Collect()
@@ -98,7 +98,7 @@ func TestRestartAfterTheSwitchToBulkResumesFromTheSwitchPoint(t *testing.T) {
 	f.log.Bulk = true
 	y, l := f.start(t, nil)
 	assert.Empty(t, drainCaughtUp(t, y), "the search handed everything over")
-	assert.True(t, l.has("switching from search to bulk export"))
+	assert.True(t, l.Has("switching from search to bulk export"))
 	y.Stop(time.Second)
 
 	z, _ := f.start(t, nil)
@@ -118,7 +118,7 @@ func TestSwitchFromBulkToSearch(t *testing.T) {
 	newer := f.seedBatch(20, "n", t0.Add(10*time.Minute))
 	y, l := f.start(t, nil, "export_mode", "search")
 	assert.Equal(t, newer, takeN(t, y, len(newer), true), "only what the bulk export did not hand over")
-	assert.True(t, l.has("switching from bulk export to search"))
+	assert.True(t, l.Has("switching from bulk export to search"))
 	assert.Equal(t, "search", y.Snapshot().Mode)
 }
 
@@ -126,7 +126,7 @@ func TestExportModeBulkOnAClusterWithoutIt(t *testing.T) {
 	f := newFixture(t)
 	_, l := f.start(t, nil, "export_mode", "bulk")
 	require.Eventually(t, func() bool {
-		return l.has("export_mode is bulk, but Teleport at mem:1 has no bulk export")
+		return l.Has("export_mode is bulk, but Teleport at mem:1 has no bulk export")
 	}, 10*time.Second, 10*time.Millisecond)
 }
 
@@ -203,7 +203,7 @@ func TestStartAfterUID(t *testing.T) {
 			startTime := second.Add(-before).Format(time.RFC3339)
 			x, l := f.start(t, nil, "export_mode", mode, "start_time", startTime, "start_after_uid", "s2")
 			assert.ElementsMatch(t, []string{"s3", "s4", "s5", "after"}, takeN(t, x, 4, true))
-			assert.True(t, l.has("start_after_uid: starting right after event s2 of "+second.Format(time.RFC3339)+" (2 events of that second came before it)"))
+			assert.True(t, l.Has("start_after_uid: starting right after event s2 of "+second.Format(time.RFC3339)+" (2 events of that second came before it)"))
 
 			// Only the first start finds the event; later starts keep to
 			// the saved position.
@@ -221,7 +221,7 @@ func TestStartAfterUIDNotFound(t *testing.T) {
 	f := newFixture(t)
 	f.log.Add(memlog.Event("a", "user.login", t0.Add(time.Minute)))
 	_, l := f.start(t, nil, "start_time", t0.Add(time.Minute).Format(time.RFC3339), "start_after_uid", "nope")
-	require.Eventually(t, func() bool { return l.has("start_after_uid: no event nope between ") }, 10*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return l.Has("start_after_uid: no event nope between ") }, 10*time.Second, 10*time.Millisecond)
 }
 
 // exportDenied lists chunks but fails to export any, as for a role without

@@ -28,18 +28,18 @@ func TestCannotSaveThePosition(t *testing.T) {
 	b := take(t, x)
 	got = append(got, uidsOf(t, b)...)
 	x.Commit(b)
-	assert.True(t, l.has("error cannot save the position in db "+f.db+": no space left on device; no new events are handed over until it is saved, retrying in"), l.l)
+	assert.True(t, l.Has("error cannot save the position in db "+f.db+": no space left on device; no new events are handed over until it is saved, retrying in"), l.Lines())
 	assert.Never(t, func() bool {
 		b := x.Collect()
 		x.Commit(b) // as the plugin's collect does: retries the save
 		return len(b.Records) > 0
 	}, 200*time.Millisecond, 5*time.Millisecond, "held back while the position cannot be saved")
-	assert.Greater(t, l.count("cannot save the position"), 1, "retried")
+	assert.Greater(t, l.Count("cannot save the position"), 1, "retried")
 
 	f.mem.FailWrites("", nil)
 	got = append(got, takeN(t, x, len(ids)-len(got), true)...)
 	assert.Equal(t, ids, got, "nothing lost, nothing twice")
-	assert.True(t, l.has("info saved the position in db "+f.db+" again; the export goes on"))
+	assert.True(t, l.Has("info saved the position in db "+f.db+" again; the export goes on"))
 	x.Stop(time.Second)
 
 	f.log.Add(memlog.Event("new", "user.login", t0.Add(time.Hour)))
@@ -80,13 +80,13 @@ func TestCannotReadTheIndex(t *testing.T) {
 	f.mem.FailReads("/seen/", errDiskFull)
 	y, l := f.start(t, nil, "settle_period", "2h")
 	logged := "error cannot read the delivered-event index in db " + f.db + ": no space left on device (check the db directory's disk and permissions); the export waits for it rather than send events twice; retrying in"
-	require.Eventually(t, func() bool { return l.count(logged) > 1 }, 10*time.Second, 5*time.Millisecond, "asked again")
+	require.Eventually(t, func() bool { return l.Count(logged) > 1 }, 10*time.Second, 5*time.Millisecond, "asked again")
 	f.log.Add(memlog.Event("new", "user.login", t0.Add(time.Minute)))
 	assert.Equal(t, []string{"new"}, uidsOf(t, take(t, y)), "new events flow; none is sent twice")
 
 	f.mem.FailReads("", nil)
-	failures := l.count(logged)
+	failures := l.Count(logged)
 	f.log.Add(memlog.Event("newer", "user.login", t0.Add(2*time.Minute)))
 	assert.Equal(t, []string{"newer"}, uidsOf(t, take(t, y)), "nothing sent twice once the index reads")
-	assert.LessOrEqual(t, l.count(logged), failures+1, "the re-scan went through")
+	assert.LessOrEqual(t, l.Count(logged), failures+1, "the re-scan went through")
 }
