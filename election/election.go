@@ -288,4 +288,3 @@ func (l *timedLock) Update(ctx context.Context, rec resourcelock.LeaderElectionR
 	l.wrote(sent, rec, err)
 	return err
 }
-
