@@ -131,12 +131,6 @@ func (rc *receiver) serve(w http.ResponseWriter, r *http.Request) {
 	_, _ = io.WriteString(w, body)
 }
 
-// requests returns what the receiver got so far.
-func (rc *receiver) requests() []received {
-	rc.mu.Lock()
-	defer rc.mu.Unlock()
-	return append([]received(nil), rc.reqs...)
-}
 
 func (rc *receiver) port() string {
 	_, port, _ := net.SplitHostPort(rc.srv.Listener.Addr().String())

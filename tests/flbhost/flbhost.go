@@ -343,9 +343,6 @@ func (h *Host) Registration() (Registration, error) { return h.reg, h.regErr }
 // RecordsPath is the records file of this host.
 func (h *Host) RecordsPath() string { return h.opts.RecordsPath }
 
-// LogPath is the plugin log file of this host.
-func (h *Host) LogPath() string { return h.opts.LogPath }
-
 // Log returns what the plugin has logged so far.
 func (h *Host) Log() string {
 	b, _ := os.ReadFile(h.opts.LogPath)

@@ -4,7 +4,6 @@ package integration
 
 import (
 	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -71,11 +70,6 @@ func records(t *testing.T, h *flbhost.Host) []flbhost.Record {
 	return recs
 }
 
-func sortedCopy(s []string) []string {
-	out := append([]string(nil), s...)
-	sort.Strings(out)
-	return out
-}
 
 // logHas polls the plugin log for a fragment.
 func logHas(t *testing.T, h *flbhost.Host, timeout time.Duration, fragment string) {
