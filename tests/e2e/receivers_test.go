@@ -131,7 +131,6 @@ func (rc *receiver) serve(w http.ResponseWriter, r *http.Request) {
 	_, _ = io.WriteString(w, body)
 }
 
-
 func (rc *receiver) port() string {
 	_, port, _ := net.SplitHostPort(rc.srv.Listener.Addr().String())
 	return port

@@ -70,7 +70,6 @@ func records(t *testing.T, h *flbhost.Host) []flbhost.Record {
 	return recs
 }
 
-
 // logHas polls the plugin log for a fragment.
 func logHas(t *testing.T, h *flbhost.Host, timeout time.Duration, fragment string) {
 	t.Helper()
